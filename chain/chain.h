@@ -1,0 +1,75 @@
+/* Chains: resolving backing names under the chain policy, opening a chain, its guest view. */
+#ifndef QC_CHAIN_H
+#define QC_CHAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "qchain.h"
+#include "io.h"
+#include "format.h"
+
+#define CHAIN_DEFAULT_MAX_DEPTH 256
+
+struct chain_policy {
+  const char *format;        /* top image's format; NULL = qcow2 magic or raw */
+  bool probe;                /* allow probing backing files without a format */
+  bool writable;             /* open the top layer read-write */
+  bool no_backing;           /* open only the top layer */
+  unsigned max_depth;        /* layers at most, top included; 0 = default */
+  char **allowed_dirs;       /* NULL or real paths of directories */
+  size_t n_allowed_dirs;
+};
+
+struct layer {
+  const struct format_ops *ops;
+  void *st;
+  struct io *io;
+  char *path;                /* path opened (top: as given; others: resolved) */
+  char *written_name;        /* backing name as the overlay above wrote it */
+  dev_t dev;
+  ino_t ino;
+  struct qc_info info;       /* described at open */
+};
+
+struct chain {
+  struct layer *layers;      /* [0] is the top (active) image */
+  unsigned n;
+};
+
+/* ---- resolve.c: backing names and the chain policy ---- */
+
+/* Refuse names that are not plain local paths: empty, json:, protocol
+ * prefixes ("nbd:", "http:" ...: a ':' before any '/'), control characters. */
+int backing_name_check (const char *overlay, const char *name);
+/* Resolve name against the directory of overlay, as qemu does:
+ * absolute names stay, relative ones get overlay's directory prepended. */
+int backing_resolve (const char *overlay, const char *name, char **out);
+/* 0 when path's real location is inside one of dirs (real paths);
+ * -EACCES with a message naming overlay otherwise. */
+int backing_confined (const char *overlay, const char *path,
+                      char *const *dirs, size_t n);
+
+/* ---- chain.c ---- */
+
+int chain_open (const char *path, const struct chain_policy *policy,
+                struct chain **out);
+void chain_close (struct chain *c);
+/* Depth of the member named by "@N", a name as written, or any path to the
+ * same file; -ENOENT with a message if none. */
+int chain_find (struct chain *c, const char *name);
+
+/* ---- status.c: the guest view ---- */
+
+/* The extent at off of the guest view of layer `depth` (through its
+ * backing), qemu-img map's semantics (depth relative to the chain top).
+ * off < size of that layer. e->length <= len. */
+int chain_block_status (struct chain *c, unsigned depth, uint64_t off,
+                        uint64_t len, struct qc_extent *e);
+/* Read the guest view of layer `depth`. */
+int chain_read (struct chain *c, unsigned depth, void *buf, size_t n,
+                uint64_t off);
+
+#endif

@@ -1,0 +1,1 @@
+# cli/: the qchain command; it uses only the public qchain.h.

@@ -1,0 +1,75 @@
+/* The one internal I/O interface: a file backend and an in-memory backend. */
+#ifndef QC_IO_H
+#define QC_IO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct io;
+
+/* Every op returns 0 or -errno, having set the last error (naming io->name). */
+struct io_ops {
+  const char *kind;
+  /* Read exactly n bytes; bytes at or past end of file read as zero. */
+  int (*pread) (struct io *io, void *buf, size_t n, uint64_t off);
+  int (*pwrite) (struct io *io, const void *buf, size_t n, uint64_t off);
+  int (*flush) (struct io *io);
+  int (*get_size) (struct io *io, uint64_t *size);
+  int (*truncate) (struct io *io, uint64_t size);
+  /* Make [off, off+len) read as zero, deallocating if possible. */
+  int (*zero) (struct io *io, uint64_t off, uint64_t len);
+  /* Host allocation at off (SEEK_DATA/SEEK_HOLE): *is_data and the length of
+   * the run (up to len) with that state. Past EOF: a hole to len. */
+  int (*extent) (struct io *io, uint64_t off, uint64_t len, bool *is_data,
+                 uint64_t *run);
+  /* Bytes allocated on the host (st_blocks * 512 for files). */
+  int (*allocated) (struct io *io, uint64_t *bytes);
+  void (*close) (struct io *io);
+};
+
+struct io {
+  const struct io_ops *ops;
+  char *name;           /* for messages: the path as the user gave it */
+  bool writable;
+  int fd;               /* -1 when not a file */
+};
+
+#define IO_WRITE  (1u << 0)   /* open read-write */
+#define IO_CREATE (1u << 1)   /* create (must not exist) */
+
+int io_open_file (const char *path, unsigned flags, struct io **out);
+/* An in-memory image holding a copy of data[0..len). */
+int io_open_mem (const char *name, const void *data, size_t len,
+                 struct io **out);
+/* The bytes of a memory io (for tests). */
+const unsigned char *io_mem_data (struct io *io, size_t *len);
+
+static inline int
+io_pread (struct io *io, void *buf, size_t n, uint64_t off)
+{
+  return io->ops->pread (io, buf, n, off);
+}
+
+static inline int
+io_pwrite (struct io *io, const void *buf, size_t n, uint64_t off)
+{
+  return io->ops->pwrite (io, buf, n, off);
+}
+
+static inline int
+io_get_size (struct io *io, uint64_t *size)
+{
+  return io->ops->get_size (io, size);
+}
+
+static inline int
+io_extent (struct io *io, uint64_t off, uint64_t len, bool *is_data,
+           uint64_t *run)
+{
+  return io->ops->extent (io, off, len, is_data, run);
+}
+
+void io_close (struct io *io);
+
+#endif

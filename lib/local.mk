@@ -1,0 +1,10 @@
+# lib/: public API glue, errors, I/O backends, jobs.
+libqchain_internal_la_SOURCES += \
+	lib/errors.c \
+	lib/io-file.c \
+	lib/io-mem.c \
+	lib/format.c \
+	lib/image.c \
+	lib/opts.c \
+	lib/jobs.c
+noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h

@@ -1,0 +1,1 @@
+# qcow2/: the qcow2 format driver.

@@ -1,0 +1,1 @@
+# raw/: the raw format driver.

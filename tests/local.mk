@@ -1,0 +1,18 @@
+# tests/: unit tests (cmocka) and interop tests against qemu-img.
+TEST_EXTENSIONS = .sh
+SH_LOG_COMPILER = $(SHELL)
+AM_TESTS_ENVIRONMENT = \
+	QCHAIN=$(abs_top_builddir)/cli/qchain; export QCHAIN; \
+	QEMU_IMG="$(QEMU_IMG)"; export QEMU_IMG; \
+	QEMU_IO="$(QEMU_IO)"; export QEMU_IO; \
+	SANITIZERS=$(enable_sanitizers); export SANITIZERS; \
+	srcdir=$(abs_top_srcdir)/tests; export srcdir; \
+	builddir=$(abs_top_builddir)/tests; export builddir;
+
+UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+UNIT_LDADD = libqchain_internal.la $(CMOCKA_LIBS)
+
+include tests/unit/qcow2.mk
+include tests/unit/chain.mk
+include tests/interop/local.mk
+include tests/malformed/local.mk
