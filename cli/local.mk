@@ -1,1 +1,12 @@
 # cli/: the qchain command; it uses only the public qchain.h.
+bin_PROGRAMS += cli/qchain
+cli_qchain_SOURCES = \
+	cli/cli.h \
+	cli/main.c \
+	cli/util.c \
+	cli/json.c \
+	cli/info.c \
+	cli/map.c \
+	cli/compare.c
+cli_qchain_CPPFLAGS = -I$(top_srcdir)/lib
+cli_qchain_LDADD = libqchain.la

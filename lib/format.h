@@ -23,7 +23,10 @@ struct layer_extent {
   uint64_t host_off;     /* host offset of the first byte */
 };
 
-#define FMT_OPEN_WRITE (1u << 0)
+#define FMT_OPEN_WRITE    (1u << 0)
+/* Open to describe only: encrypted images and external data files are
+ * accepted, but status/read refuse. */
+#define FMT_OPEN_DESCRIBE (1u << 1)
 
 struct format_ops {
   const char *name;
@@ -36,6 +39,8 @@ struct format_ops {
   void (*describe) (void *st, struct qc_info *info);
   /* Snapshot `index` (< nb_snapshots), strings belonging to st. NULL if none. */
   int (*snapshot) (void *st, uint32_t index, struct qc_snapshot_info *out);
+  /* Persistent dirty bitmap `index` (< nb_bitmaps). NULL if none. */
+  int (*bitmap) (void *st, uint32_t index, struct qc_bitmap_info *out);
   /* The extent at guest offset off, at most len bytes (off < virtual size,
    * len > 0, off + len <= virtual size). A DATA run has contiguous host
    * offsets. Each metadata table is read at most once for a sequence of

@@ -44,6 +44,11 @@ int io_open_mem (const char *name, const void *data, size_t len,
                  struct io **out);
 /* The bytes of a memory io (for tests). */
 const unsigned char *io_mem_data (struct io *io, size_t *len);
+/* Crash simulation: only the first `limit` writes (pwrite, truncate, zero)
+ * land; later ones succeed without effect. Resets the write counter. */
+void io_mem_set_write_limit (struct io *io, uint64_t limit);
+/* Writes attempted since the last io_mem_set_write_limit (or open). */
+uint64_t io_mem_writes (struct io *io);
 
 static inline int
 io_pread (struct io *io, void *buf, size_t n, uint64_t off)

@@ -5,6 +5,7 @@ libqchain_internal_la_SOURCES += \
 	lib/io-mem.c \
 	lib/format.c \
 	lib/image.c \
+	lib/compare.c \
 	lib/opts.c \
 	lib/jobs.c
 noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h

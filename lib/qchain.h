@@ -54,6 +54,9 @@ int qc_open_opts_add_allowed_dir (struct qc_open_opts *opts, const char *dir);
 int qc_open_opts_set_writable (struct qc_open_opts *opts, int writable);
 /* Open only the named image, not its backing chain. */
 int qc_open_opts_set_no_backing (struct qc_open_opts *opts, int no_backing);
+/* Open to describe only: encrypted images and images with an external data
+ * file are accepted (qc_get_info works), reading guest data is refused. */
+int qc_open_opts_set_describe_only (struct qc_open_opts *opts, int yes);
 
 /* ---- Images and chains ----------------------------------------------- */
 
@@ -117,6 +120,18 @@ struct qc_snapshot_info {
 };
 int qc_get_snapshot (struct qc_image *img, int depth, uint32_t index,
                      struct qc_snapshot_info *out);
+
+#define QC_BITMAP_IN_USE (1u << 0)
+#define QC_BITMAP_AUTO   (1u << 1)
+
+struct qc_bitmap_info {
+  uint32_t struct_size;
+  const char *name;
+  uint64_t granularity;          /* bytes */
+  uint32_t flags;                /* QC_BITMAP_* */
+};
+int qc_get_bitmap (struct qc_image *img, int depth, uint32_t index,
+                   struct qc_bitmap_info *out);
 
 /* ---- Guest view ------------------------------------------------------ */
 

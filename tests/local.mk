@@ -9,8 +9,8 @@ AM_TESTS_ENVIRONMENT = \
 	srcdir=$(abs_top_srcdir)/tests; export srcdir; \
 	builddir=$(abs_top_builddir)/tests; export builddir;
 
-UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
-UNIT_LDADD = libqchain_internal.la $(CMOCKA_LIBS)
+TEST_UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+TEST_UNIT_LDADD = libqchain_internal.la $(CMOCKA_LIBS)
 
 include tests/unit/qcow2.mk
 include tests/unit/chain.mk

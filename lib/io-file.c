@@ -1,0 +1,233 @@
+/* The file backend of the I/O interface: pread/pwrite on a file descriptor. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "io.h"
+
+static int
+file_pread (struct io *io, void *buf, size_t n, uint64_t off)
+{
+  char *p = buf;
+
+  while (n > 0) {
+    ssize_t r = pread (io->fd, p, n, (off_t) off);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return set_image_error (io->name, errno, "read at offset %" PRIu64 ": %m",
+                              off);
+    }
+    if (r == 0) {                /* end of file: the rest reads as zeroes */
+      memset (p, 0, n);
+      return 0;
+    }
+    p += r;
+    n -= (size_t) r;
+    off += (uint64_t) r;
+  }
+  return 0;
+}
+
+static int
+file_pwrite (struct io *io, const void *buf, size_t n, uint64_t off)
+{
+  const char *p = buf;
+
+  while (n > 0) {
+    ssize_t r = pwrite (io->fd, p, n, (off_t) off);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return set_image_error (io->name, errno,
+                              "write at offset %" PRIu64 ": %m", off);
+    }
+    p += r;
+    n -= (size_t) r;
+    off += (uint64_t) r;
+  }
+  return 0;
+}
+
+static int
+file_flush (struct io *io)
+{
+  if (fdatasync (io->fd) < 0)
+    return set_image_error (io->name, errno, "flush: %m");
+  return 0;
+}
+
+static int
+file_get_size (struct io *io, uint64_t *size)
+{
+  struct stat st;
+
+  if (fstat (io->fd, &st) < 0)
+    return set_image_error (io->name, errno, "stat: %m");
+  if (S_ISBLK (st.st_mode)) {
+    off_t end = lseek (io->fd, 0, SEEK_END);
+    if (end < 0)
+      return set_image_error (io->name, errno, "seek: %m");
+    *size = (uint64_t) end;
+  }
+  else
+    *size = (uint64_t) st.st_size;
+  return 0;
+}
+
+static int
+file_truncate (struct io *io, uint64_t size)
+{
+  if (ftruncate (io->fd, (off_t) size) < 0)
+    return set_image_error (io->name, errno, "truncate to %" PRIu64 ": %m",
+                            size);
+  return 0;
+}
+
+static int
+file_zero (struct io *io, uint64_t off, uint64_t len)
+{
+  static const char zeroes[65536];
+
+  if (fallocate (io->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                 (off_t) off, (off_t) len) == 0)
+    return 0;
+  if (fallocate (io->fd, FALLOC_FL_ZERO_RANGE, (off_t) off, (off_t) len) == 0)
+    return 0;
+  while (len > 0) {
+    size_t n = len < sizeof zeroes ? (size_t) len : sizeof zeroes;
+    int r = file_pwrite (io, zeroes, n, off);
+    if (r < 0)
+      return r;
+    off += n;
+    len -= n;
+  }
+  return 0;
+}
+
+/* SEEK_DATA/SEEK_HOLE. A filesystem without them (EINVAL) reports all data. */
+static int
+file_extent (struct io *io, uint64_t off, uint64_t len, bool *is_data,
+             uint64_t *run)
+{
+  off_t data, hole;
+  uint64_t end;
+
+  data = lseek (io->fd, (off_t) off, SEEK_DATA);
+  if (data < 0) {
+    if (errno == ENXIO) {        /* no data from off to EOF */
+      *is_data = false;
+      *run = len;
+      return 0;
+    }
+    if (errno == EINVAL || errno == EOPNOTSUPP) {
+      *is_data = true;
+      *run = len;
+      return 0;
+    }
+    return set_image_error (io->name, errno, "SEEK_DATA: %m");
+  }
+  if ((uint64_t) data > off) {
+    *is_data = false;
+    end = (uint64_t) data;
+  }
+  else {
+    hole = lseek (io->fd, (off_t) off, SEEK_HOLE);
+    if (hole < 0)
+      return set_image_error (io->name, errno, "SEEK_HOLE: %m");
+    *is_data = true;
+    end = (uint64_t) hole;
+  }
+  *run = end - off < len ? end - off : len;
+  return 0;
+}
+
+static int
+file_allocated (struct io *io, uint64_t *bytes)
+{
+  struct stat st;
+
+  if (fstat (io->fd, &st) < 0)
+    return set_image_error (io->name, errno, "stat: %m");
+  *bytes = (uint64_t) st.st_blocks * 512;
+  return 0;
+}
+
+static void
+file_close (struct io *io)
+{
+  if (io->fd >= 0)
+    close (io->fd);
+}
+
+static const struct io_ops file_ops = {
+  .kind = "file",
+  .pread = file_pread,
+  .pwrite = file_pwrite,
+  .flush = file_flush,
+  .get_size = file_get_size,
+  .truncate = file_truncate,
+  .zero = file_zero,
+  .extent = file_extent,
+  .allocated = file_allocated,
+  .close = file_close,
+};
+
+int
+io_open_file (const char *path, unsigned flags, struct io **out)
+{
+  struct io *io;
+  int oflags = O_CLOEXEC | O_NOCTTY;
+  struct stat st;
+  int fd;
+
+  if (flags & IO_CREATE)
+    oflags |= O_RDWR | O_CREAT | O_EXCL;
+  else if (flags & IO_WRITE)
+    oflags |= O_RDWR;
+  else
+    oflags |= O_RDONLY;
+
+  fd = open (path, oflags, 0644);
+  if (fd < 0)
+    return set_image_error (path, errno, "%m");
+  if (fstat (fd, &st) < 0) {
+    int e = errno;
+    close (fd);
+    return set_image_error (path, e, "stat: %m");
+  }
+  /* A FIFO or a directory would block or fail in confusing ways later. */
+  if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode)) {
+    close (fd);
+    return set_image_error (path, EINVAL, "not a regular file or block device");
+  }
+
+  io = calloc (1, sizeof *io);
+  if (io == NULL || (io->name = strdup (path)) == NULL) {
+    free (io);
+    close (fd);
+    return set_error (ENOMEM, "out of memory");
+  }
+  io->ops = &file_ops;
+  io->fd = fd;
+  io->writable = (flags & (IO_WRITE | IO_CREATE)) != 0;
+  *out = io;
+  return 0;
+}
+
+void
+io_close (struct io *io)
+{
+  if (io == NULL)
+    return;
+  io->ops->close (io);
+  free (io->name);
+  free (io);
+}
