@@ -1,1 +1,2 @@
 # docs/: man pages.
+dist_man_MANS += docs/qchain.1
