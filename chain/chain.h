@@ -18,6 +18,7 @@ struct chain_policy {
   bool probe;                /* allow probing backing files without a format */
   bool writable;             /* open the top layer read-write */
   bool no_backing;           /* open only the top layer */
+  bool describe_only;        /* FMT_OPEN_DESCRIBE: describe, no guest data */
   unsigned max_depth;        /* layers at most, top included; 0 = default */
   char **allowed_dirs;       /* NULL or real paths of directories */
   size_t n_allowed_dirs;
@@ -29,10 +30,18 @@ struct layer {
   struct io *io;
   char *path;                /* path opened (top: as given; others: resolved) */
   char *written_name;        /* backing name as the overlay above wrote it */
+  char *backing_path;        /* this layer's backing name resolved, or NULL */
   dev_t dev;
   ino_t ino;
   struct qc_info info;       /* described at open */
+  unsigned char host_refine; /* status.c's cache: LAYER_REFINE_* */
 };
+
+/* Whether block status asks the host file about a layer's DATA runs, as
+ * qemu does only for metadata-preallocated qcow2 images. */
+#define LAYER_REFINE_UNKNOWN 0
+#define LAYER_REFINE_NO      1
+#define LAYER_REFINE_YES     2
 
 struct chain {
   struct layer *layers;      /* [0] is the top (active) image */
@@ -51,6 +60,11 @@ int backing_resolve (const char *overlay, const char *name, char **out);
  * -EACCES with a message naming overlay otherwise. */
 int backing_confined (const char *overlay, const char *path,
                       char *const *dirs, size_t n);
+/* The same check on an opened file (through /proc/self/fd), so that a path
+ * swapped between the check and the open cannot escape; path names it in
+ * messages. 0 when /proc is unavailable (backing_confined has run). */
+int backing_confined_fd (const char *overlay, const char *path, int fd,
+                         char *const *dirs, size_t n);
 
 /* ---- chain.c ---- */
 

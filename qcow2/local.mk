@@ -1,1 +1,10 @@
 # qcow2/: the qcow2 format driver.
+libqchain_internal_la_SOURCES += \
+	qcow2/header.c \
+	qcow2/l2.c \
+	qcow2/l2-cache.c \
+	qcow2/compress.c \
+	qcow2/snapshot.c \
+	qcow2/bitmap.c \
+	qcow2/qcow2.c
+noinst_HEADERS += qcow2/qcow2.h

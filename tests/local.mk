@@ -12,6 +12,7 @@ AM_TESTS_ENVIRONMENT = \
 TEST_UNIT_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
 TEST_UNIT_LDADD = libqchain_internal.la $(CMOCKA_LIBS)
 
+include tests/unit/lib.mk
 include tests/unit/qcow2.mk
 include tests/unit/chain.mk
 include tests/interop/local.mk

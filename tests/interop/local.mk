@@ -1,1 +1,15 @@
-# tests/interop: tests.
+# tests/interop: qchain info/map/compare against qemu-img 7.2 as the oracle.
+INTEROP_TESTS = \
+	tests/interop/v2-v3.sh \
+	tests/interop/cluster-sizes.sh \
+	tests/interop/compressed.sh \
+	tests/interop/extended-l2.sh \
+	tests/interop/zero-discard.sh \
+	tests/interop/raw-base.sh \
+	tests/interop/short-backing.sh \
+	tests/interop/deep-chains.sh \
+	tests/interop/snapshots.sh \
+	tests/interop/backing-paths.sh \
+	tests/interop/compare.sh
+TESTS += $(INTEROP_TESTS)
+EXTRA_DIST += $(INTEROP_TESTS) tests/interop/common.sh

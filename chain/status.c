@@ -1,0 +1,167 @@
+/* The guest view of a chain: block status with qemu-img map's semantics, and reads. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "checked-overflow.h"
+#include "errors.h"
+#include "rounding.h"
+#include "chain.h"
+
+/* One layer's status, checked: a driver answering 0 bytes or more than
+ * asked would stall or overrun the walks below. */
+static int
+layer_status (struct layer *l, uint64_t off, uint64_t len,
+              struct layer_extent *le)
+{
+  int r;
+
+  memset (le, 0, sizeof *le);
+  r = l->ops->status (l->st, off, len, le);
+  if (r < 0)
+    return r;
+  if (le->len == 0 || le->len > len)
+    return set_image_error (l->path, EIO,
+                            "format driver answered %" PRIu64 " bytes for a "
+                            "%" PRIu64 "-byte status query at %" PRIu64,
+                            le->len, len, off);
+  return 0;
+}
+
+/* Data the format places in the file can still be a hole there (e.g.
+ * metadata preallocation): qemu asks the file, and so do we. */
+static int
+refine_with_host (struct layer *l, struct qc_extent *e)
+{
+  uint64_t run;
+  bool is_data;
+  int r;
+
+  r = io_extent (l->io, e->offset, e->length, &is_data, &run);
+  if (r < 0)
+    return r;
+  if (run == 0 || run > e->length)
+    return 0;                   /* nothing usable: keep the format's answer */
+  e->length = run;
+  if (!is_data)
+    e->zero = 1;
+  return 0;
+}
+
+static void
+set_found (struct qc_extent *e, const struct layer_extent *le)
+{
+  e->present = 1;
+  e->zero = le->type == EXT_ZERO;
+  e->data = le->type == EXT_DATA || le->type == EXT_COMPRESSED;
+  e->has_offset = le->type != EXT_COMPRESSED && le->has_offset;
+  e->offset = e->has_offset ? le->host_off : 0;
+}
+
+int
+chain_block_status (struct chain *c, unsigned depth, uint64_t off,
+                    uint64_t len, struct qc_extent *e)
+{
+  struct layer_extent le;
+  unsigned d;
+  int r;
+
+  if (depth >= c->n)
+    return set_error (EINVAL, "depth %u is outside the chain (%u layers)",
+                      depth, c->n);
+  if (off >= c->layers[depth].info.virtual_size || len == 0)
+    return set_image_error (c->layers[depth].path, EINVAL,
+                            "block status at %" PRIu64 "+%" PRIu64
+                            " is outside the image", off, len);
+  memset (e, 0, sizeof *e);
+  e->start = off;
+  for (d = depth;; d++) {
+    struct layer *l = &c->layers[d];
+
+    /* A short backing file answers only up to its end; the overlay
+     * checked that off itself is inside. */
+    len = MIN (len, l->info.virtual_size - off);
+    r = layer_status (l, off, len, &le);
+    if (r < 0)
+      return r;
+    len = le.len;
+    e->length = len;
+    e->depth = d;
+    if (le.type != EXT_UNALLOC) {
+      set_found (e, &le);
+      if (le.type == EXT_DATA && e->has_offset)
+        return refine_with_host (l, e);
+      return 0;
+    }
+    /* Unallocated with nothing (inside its size) below: reads as zero,
+     * decided at this layer but allocated nowhere. */
+    if (d + 1 >= c->n || off >= c->layers[d + 1].info.virtual_size) {
+      e->zero = 1;
+      return 0;
+    }
+  }
+}
+
+/* Read [off, off+n) of the guest view of layer d; beyond the chain or the
+ * layer's end reads as zero. Recursion is bounded by the chain depth. */
+static int
+read_layer (struct chain *c, unsigned d, unsigned char *buf, size_t n,
+            uint64_t off)
+{
+  struct layer_extent le;
+  struct layer *l;
+  uint64_t size;
+  size_t avail, k;
+  int r;
+
+  if (d >= c->n) {
+    memset (buf, 0, n);
+    return 0;
+  }
+  l = &c->layers[d];
+  size = l->info.virtual_size;
+  avail = off >= size ? 0 : (size_t) MIN ((uint64_t) n, size - off);
+  memset (buf + avail, 0, n - avail);
+  while (avail > 0) {
+    r = layer_status (l, off, avail, &le);
+    if (r < 0)
+      return r;
+    k = (size_t) le.len;
+    switch (le.type) {
+    case EXT_DATA:
+    case EXT_COMPRESSED:
+      r = l->ops->read (l->st, buf, k, off);
+      break;
+    case EXT_ZERO:
+      memset (buf, 0, k);
+      r = 0;
+      break;
+    default:
+      r = read_layer (c, d + 1, buf, k, off);
+      break;
+    }
+    if (r < 0)
+      return r;
+    buf += k;
+    off += k;
+    avail -= k;
+  }
+  return 0;
+}
+
+int
+chain_read (struct chain *c, unsigned depth, void *buf, size_t n,
+            uint64_t off)
+{
+  uint64_t end;
+
+  if (depth >= c->n)
+    return set_error (EINVAL, "depth %u is outside the chain (%u layers)",
+                      depth, c->n);
+  if (ADD_OVERFLOW (off, (uint64_t) n, &end))
+    return set_image_error (c->layers[depth].path, EINVAL,
+                            "read at %" PRIu64 "+%zu overflows", off, n);
+  return read_layer (c, depth, buf, n, off);
+}

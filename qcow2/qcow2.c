@@ -1,0 +1,333 @@
+/* The qcow2 format driver (read side): open, close, describe, status, read. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byte-order.h"
+#include "checked-overflow.h"
+#include "errors.h"
+#include "rounding.h"
+#include "qcow2.h"
+
+static void qcow2_close (void *st);
+
+/* L1 size was checked against 32 MiB and the file before we get here. */
+static int
+load_l1 (struct qcow2_state *s)
+{
+  size_t i, n = s->h.l1_size;
+  int r;
+
+  if (n == 0)
+    return 0;
+  s->l1 = malloc (n * sizeof *s->l1);
+  if (s->l1 == NULL)
+    return set_error (ENOMEM, "out of memory");
+  r = io_pread (s->io, s->l1, n * sizeof *s->l1, s->h.l1_table_offset);
+  if (r < 0)
+    return r;
+  for (i = 0; i < n; i++)
+    s->l1[i] = get_be64 (&s->l1[i]);
+  return 0;
+}
+
+static int
+qcow2_open (struct io *io, unsigned flags, void **stp)
+{
+  struct qcow2_state *s;
+  int r;
+
+  *stp = NULL;
+  s = calloc (1, sizeof *s);
+  if (s == NULL)
+    return set_error (ENOMEM, "out of memory");
+  s->io = io;
+  s->name = io->name;
+  s->flags = flags;
+  r = io_get_size (io, &s->file_size);
+  if (r == 0)
+    r = qcow2_parse_header (s);
+  if (r == 0)
+    r = load_l1 (s);
+  if (r == 0)
+    r = qcow2_read_snapshots (s);
+  if (r == 0)
+    r = qcow2_l2_cache_init (&s->l2, s->cluster_size);
+  if (r < 0)
+    {
+      qcow2_close (s);
+      return r;
+    }
+  *stp = s;
+  return 0;
+}
+
+static void
+qcow2_close (void *st)
+{
+  struct qcow2_state *s = st;
+
+  if (s == NULL)
+    return;
+  qcow2_l2_cache_free (&s->l2);
+  qcow2_free_snapshots (s);
+  qcow2_free_bitmaps (s);
+  qcow2_free_header (s);
+  if (s->zstd_dctx)
+    qcow2_zstd_free (s->zstd_dctx);
+  free (s->cbuf);
+  free (s->dbuf);
+  free (s->l1);
+  free (s);
+}
+
+static void
+qcow2_describe (void *st, struct qc_info *info)
+{
+  struct qcow2_state *s = st;
+  const struct qcow2_header *h = &s->h;
+  uint32_t f = 0;
+
+  info->format = "qcow2";
+  info->virtual_size = h->size;
+  info->cluster_size = s->cluster_size;
+  info->qcow2_version = h->version;
+  info->refcount_bits = 1u << h->refcount_order;
+  info->compression_type =
+    h->compression_type == QCOW2_COMPRESS_ZSTD ? "zstd" : "zlib";
+  info->backing_filename = s->backing_file;
+  info->backing_format = s->backing_format;
+  info->data_file = s->data_file;
+  info->encryption = h->crypt_method;
+  info->nb_snapshots = h->nb_snapshots;
+  info->nb_bitmaps = s->nb_bitmaps;
+
+  if (s->backing_file)
+    f |= QC_INFO_HAS_BACKING;
+  if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY)
+    f |= QC_INFO_DIRTY;
+  if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
+    f |= QC_INFO_CORRUPT;
+  if (h->compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS)
+    f |= QC_INFO_LAZY_REFCOUNTS;
+  if (h->incompatible_features & QCOW2_INCOMPAT_EXTL2)
+    f |= QC_INFO_EXTENDED_L2;
+  if (h->crypt_method != QCOW2_CRYPT_NONE)
+    f |= QC_INFO_ENCRYPTED;
+  if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
+    {
+      f |= QC_INFO_DATA_FILE;
+      if (h->autoclear_features & QCOW2_AUTOCLEAR_DATA_RAW)
+        f |= QC_INFO_DATA_FILE_RAW;
+    }
+  if (s->nb_bitmaps)
+    f |= QC_INFO_BITMAPS;
+  info->flags = f;
+}
+
+int
+qcow2_map_at (struct qcow2_state *s, uint64_t off, struct qcow2_map *m,
+              uint64_t *unit_len)
+{
+  unsigned shift = s->h.cluster_bits + s->l2_bits;  /* bytes per L1 entry */
+  uint64_t l1_idx = off >> shift, l2_off, entry, bitmap = 0;
+  const unsigned char *table, *p;
+  unsigned sc = 0, unit_bits = s->sc_bits;
+  int r;
+
+  if (l1_idx >= s->h.l1_size)
+    return set_image_error (s->name, EINVAL,
+                            "guest offset 0x%" PRIx64 " is beyond the L1 "
+                            "table", off);
+  r = qcow2_l1_decode (&s->g, l1_idx, s->l1[l1_idx], &l2_off);
+  if (r < 0)
+    return r;
+  if (l2_off == 0)
+    {
+      memset (m, 0, sizeof *m);
+      m->type = EXT_UNALLOC;
+      *unit_len = ((l1_idx + 1) << shift) - off;
+      return 0;
+    }
+  r = qcow2_l2_cache_get (&s->l2, s->io, l2_off, &table);
+  if (r < 0)
+    return r;
+  p = table + (((off >> s->h.cluster_bits) & ((1ull << s->l2_bits) - 1))
+               * s->l2_entry_size);
+  entry = get_be64 (p);
+  if (s->g.extended_l2)
+    {
+      bitmap = get_be64 (p + 8);
+      sc = (off >> s->sc_bits) & (QCOW2_SUBCLUSTERS - 1);
+    }
+  r = qcow2_l2_classify (&s->g, off, entry, bitmap, sc, m);
+  if (r < 0)
+    return r;
+  if (m->type == EXT_COMPRESSED)
+    unit_bits = s->h.cluster_bits;   /* compressed clusters are whole */
+  if (m->has_offset)
+    m->host_off += off & ((1ull << unit_bits) - 1);
+  *unit_len = (((off >> unit_bits) + 1) << unit_bits) - off;
+  return 0;
+}
+
+static int
+check_readable (struct qcow2_state *s)
+{
+  if (s->unreadable)
+    return set_image_error (s->name, ENOTSUP, "%s", s->unreadable);
+  return 0;
+}
+
+/* The extent at off, and the mapping of its first (sub)cluster. A reader
+ * takes compressed clusters one at a time: with one_compressed the extent
+ * ends after the first. */
+static int
+walk (struct qcow2_state *s, uint64_t off, uint64_t len,
+      struct layer_extent *e, struct qcow2_map *first, bool one_compressed)
+{
+  uint64_t cur = off, end = off + len, unit;
+  struct qcow2_map m;
+  int r;
+
+  r = qcow2_map_at (s, cur, first, &unit);
+  if (r < 0)
+    return r;
+  e->type = first->type;
+  e->has_offset = first->has_offset;
+  e->host_off = first->has_offset ? first->host_off : 0;
+  e->len = MIN (unit, end - cur);
+  cur += e->len;
+  if (one_compressed && e->type == EXT_COMPRESSED)
+    return 0;
+  while (cur < end)
+    {
+      /* A bad entry further on ends the extent here; the caller meets the
+       * error when it asks about that offset. */
+      if (qcow2_map_at (s, cur, &m, &unit) < 0)
+        break;
+      if (m.type != e->type || m.has_offset != e->has_offset)
+        break;
+      if (e->has_offset && m.host_off != e->host_off + e->len)
+        break;
+      unit = MIN (unit, end - cur);
+      e->len += unit;
+      cur += unit;
+    }
+  return 0;
+}
+
+static int
+qcow2_status (void *st, uint64_t off, uint64_t len, struct layer_extent *e)
+{
+  struct qcow2_state *s = st;
+  struct qcow2_map first;
+  int r;
+
+  r = check_readable (s);
+  if (r < 0)
+    return r;
+  if (len == 0 || !range_within (off, len, s->h.size))
+    return set_image_error (s->name, EINVAL,
+                            "status of 0x%" PRIx64 "+%" PRIu64
+                            " outside the virtual size", off, len);
+  return walk (s, off, len, e, &first, false);
+}
+
+/* Decompress the cluster m describes into s->dbuf unless it is there. */
+static int
+load_compressed (struct qcow2_state *s, const struct qcow2_map *m)
+{
+  int r;
+
+  if (s->dcache_valid && s->dcache_off == m->comp_off
+      && s->dcache_len == m->comp_len)
+    return 0;
+  if (s->dbuf == NULL)
+    {
+      /* comp_len <= (2^(cluster_bits-8)) * 512 = 2 clusters. */
+      s->cbuf = malloc (2 * (size_t) s->cluster_size);
+      s->dbuf = malloc (s->cluster_size);
+      if (s->cbuf == NULL || s->dbuf == NULL)
+        return set_error (ENOMEM, "out of memory");
+    }
+  s->dcache_valid = false;
+  r = io_pread (s->io, s->cbuf, m->comp_len, m->comp_off);
+  if (r < 0)
+    return r;
+  if (s->h.compression_type == QCOW2_COMPRESS_ZSTD)
+    r = qcow2_decompress_zstd (s->name, &s->zstd_dctx, s->dbuf,
+                               s->cluster_size, s->cbuf, m->comp_len);
+  else
+    r = qcow2_decompress_zlib (s->name, s->dbuf, s->cluster_size,
+                               s->cbuf, m->comp_len);
+  if (r < 0)
+    return r;
+  s->dcache_valid = true;
+  s->dcache_off = m->comp_off;
+  s->dcache_len = m->comp_len;
+  return 0;
+}
+
+static int
+qcow2_read (void *st, void *buf, size_t n, uint64_t off)
+{
+  struct qcow2_state *s = st;
+  unsigned char *p = buf;
+  struct layer_extent e;
+  struct qcow2_map first;
+  uint64_t in_cluster;
+  size_t k;
+  int r;
+
+  r = check_readable (s);
+  if (r < 0)
+    return r;
+  if (!range_within (off, n, s->h.size))
+    return set_image_error (s->name, EINVAL,
+                            "read of %zu bytes at 0x%" PRIx64
+                            " outside the virtual size", n, off);
+  while (n > 0)
+    {
+      r = walk (s, off, n, &e, &first, true);
+      if (r < 0)
+        return r;
+      k = (size_t) e.len;
+      switch (e.type)
+        {
+        case EXT_DATA:
+          r = io_pread (s->io, p, k, e.host_off);
+          break;
+        case EXT_COMPRESSED:
+          in_cluster = off & (s->cluster_size - 1);
+          k = (size_t) MIN ((uint64_t) k, s->cluster_size - in_cluster);
+          r = load_compressed (s, &first);
+          if (r == 0)
+            memcpy (p, s->dbuf + in_cluster, k);
+          break;
+        default:
+          memset (p, 0, k);
+          break;
+        }
+      if (r < 0)
+        return r;
+      p += k;
+      off += k;
+      n -= k;
+    }
+  return 0;
+}
+
+const struct format_ops qcow2_format = {
+  .name = "qcow2",
+  .open = qcow2_open,
+  .close = qcow2_close,
+  .describe = qcow2_describe,
+  .snapshot = qcow2_snapshot_op,
+  .bitmap = qcow2_bitmap_op,
+  .status = qcow2_status,
+  .read = qcow2_read,
+};
