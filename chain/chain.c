@@ -156,7 +156,9 @@ chain_open_top (struct chain *c, const char *path,
   r = top_format (l->io, p->format, &ops);
   if (r < 0)
     return r;
-  return layer_start (l, ops, fflags | (p->writable ? FMT_OPEN_WRITE : 0));
+  if (p->writable)
+    fflags |= FMT_OPEN_WRITE | (p->repair ? FMT_OPEN_REPAIR : 0);
+  return layer_start (l, ops, fflags);
 }
 
 /* A loop is the same file twice, whatever its spelling: compare inodes. */
@@ -170,6 +172,34 @@ check_loop (const struct chain *c, const struct layer *l)
       return set_image_error (c->layers[c->n - 2].path, ELOOP,
                               "backing chain loop: %s is already in the "
                               "chain as %s", l->path, c->layers[i].path);
+  return 0;
+}
+
+static int
+backing_missing (const struct layer *over, const struct layer *l)
+{
+  return set_image_error (over->path, ENOENT,
+                          "backing file '%s' does not exist (resolved to %s)",
+                          l->written_name, l->path);
+}
+
+/* Before opening: a name in an image must not make us open a FIFO (the
+ * open would block) or a character device (opening some has effects). */
+static int
+backing_check_type (const struct layer *over, const struct layer *l)
+{
+  struct stat st;
+
+  if (stat (l->path, &st) < 0) {
+    if (errno == ENOENT)
+      return backing_missing (over, l);
+    return set_image_error (over->path, errno, "backing file '%s': %s",
+                            l->path, strerror (errno));
+  }
+  if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode))
+    return set_image_error (over->path, EINVAL,
+                            "backing file '%s' is not a regular file or "
+                            "block device", l->path);
   return 0;
 }
 
@@ -202,11 +232,12 @@ chain_open_backing (struct chain *c, unsigned *cap,
     if (r < 0)
       return r;
   }
+  r = backing_check_type (over, l);
+  if (r < 0)
+    return r;
   r = io_open_file (l->path, 0, &l->io);
   if (r == -ENOENT)
-    return set_image_error (over->path, ENOENT,
-                            "backing file '%s' does not exist (resolved to %s)",
-                            l->written_name, l->path);
+    return backing_missing (over, l);
   if (r < 0)
     return r;
   if (p->n_allowed_dirs > 0) {

@@ -19,6 +19,7 @@ struct chain_policy {
   bool writable;             /* open the top layer read-write */
   bool no_backing;           /* open only the top layer */
   bool describe_only;        /* FMT_OPEN_DESCRIBE: describe, no guest data */
+  bool repair;               /* FMT_OPEN_REPAIR on the (writable) top layer */
   unsigned max_depth;        /* layers at most, top included; 0 = default */
   char **allowed_dirs;       /* NULL or real paths of directories */
   size_t n_allowed_dirs;
@@ -34,14 +35,7 @@ struct layer {
   dev_t dev;
   ino_t ino;
   struct qc_info info;       /* described at open */
-  unsigned char host_refine; /* status.c's cache: LAYER_REFINE_* */
 };
-
-/* Whether block status asks the host file about a layer's DATA runs, as
- * qemu does only for metadata-preallocated qcow2 images. */
-#define LAYER_REFINE_UNKNOWN 0
-#define LAYER_REFINE_NO      1
-#define LAYER_REFINE_YES     2
 
 struct chain {
   struct layer *layers;      /* [0] is the top (active) image */
@@ -78,11 +72,20 @@ int chain_find (struct chain *c, const char *name);
 /* ---- status.c: the guest view ---- */
 
 /* The extent at off of the guest view of layer `depth` (through its
- * backing), qemu-img map's semantics (depth relative to the chain top).
- * off < size of that layer. e->length <= len. */
+ * backing), qemu-img map's semantics; e->depth is the index in c->layers
+ * of the layer that decided. off < size of that layer, e->length <= len. */
 int chain_block_status (struct chain *c, unsigned depth, uint64_t off,
                         uint64_t len, struct qc_extent *e);
-/* Read the guest view of layer `depth`. */
+/* A backing_reader (format.h) over the view below layer `depth`, for the
+ * layer's copy-on-write; b holds its state and must outlive br's use. */
+struct chain_below {
+  struct chain *chain;
+  unsigned depth;
+};
+void chain_backing_reader (struct chain *c, unsigned depth,
+                           struct chain_below *b, struct backing_reader *br);
+
+/* Read the guest view of layer `depth`; bytes past its end read as zero. */
 int chain_read (struct chain *c, unsigned depth, void *buf, size_t n,
                 uint64_t off);
 

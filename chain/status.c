@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "checked-overflow.h"
@@ -30,24 +31,21 @@ layer_status (struct layer *l, uint64_t off, uint64_t len,
   return 0;
 }
 
-/* Data the format places in the file can still be a hole there (e.g.
- * metadata preallocation): qemu asks the file, and so do we. */
-static int
+/* Data the format places in the file can still be a hole there: qemu asks
+ * the file when the driver says so (metadata-preallocated qcow2). A hole
+ * reaching EOF makes the whole run zero; errors keep the format's answer. */
+static void
 refine_with_host (struct layer *l, struct qc_extent *e)
 {
   uint64_t run;
   bool is_data;
-  int r;
 
-  r = io_extent (l->io, e->offset, e->length, &is_data, &run);
-  if (r < 0)
-    return r;
-  if (run == 0 || run > e->length)
-    return 0;                   /* nothing usable: keep the format's answer */
+  if (io_extent (l->io, e->offset, e->length, &is_data, &run) < 0
+      || run == 0 || run > e->length)
+    return;
   e->length = run;
   if (!is_data)
     e->zero = 1;
-  return 0;
 }
 
 static void
@@ -91,14 +89,17 @@ chain_block_status (struct chain *c, unsigned depth, uint64_t off,
     e->depth = d;
     if (le.type != EXT_UNALLOC) {
       set_found (e, &le);
-      if (le.type == EXT_DATA && e->has_offset)
-        return refine_with_host (l, e);
+      if (le.type == EXT_DATA && e->has_offset && le.recurse)
+        refine_with_host (l, e);
       return 0;
     }
     /* Unallocated with nothing (inside its size) below: reads as zero,
-     * decided at this layer but allocated nowhere. */
+     * decided at this layer but allocated nowhere. An unallocated
+     * subcluster of an allocated cluster keeps its host offset, as in qemu. */
     if (d + 1 >= c->n || off >= c->layers[d + 1].info.virtual_size) {
       e->zero = 1;
+      e->has_offset = le.has_offset;
+      e->offset = le.has_offset ? le.host_off : 0;
       return 0;
     }
   }
@@ -164,4 +165,28 @@ chain_read (struct chain *c, unsigned depth, void *buf, size_t n,
     return set_image_error (c->layers[depth].path, EINVAL,
                             "read at %" PRIu64 "+%zu overflows", off, n);
   return read_layer (c, depth, buf, n, off);
+}
+
+/* The view below layer `depth` (its backing chain), for copy-on-write;
+ * chain_read already reads past a layer's end as zeroes. */
+static int
+backing_read (void *opaque, void *buf, size_t n, uint64_t off)
+{
+  struct chain_below *b = opaque;
+
+  if (b->depth + 1 >= b->chain->n) {
+    memset (buf, 0, n);
+    return 0;
+  }
+  return chain_read (b->chain, b->depth + 1, buf, n, off);
+}
+
+void
+chain_backing_reader (struct chain *c, unsigned depth, struct chain_below *b,
+                      struct backing_reader *br)
+{
+  b->chain = c;
+  b->depth = depth;
+  br->read = backing_read;
+  br->opaque = b;
 }

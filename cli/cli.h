@@ -71,5 +71,7 @@ void json_print_string (FILE *f, const char *s);
 int cmd_info (int argc, char **argv);
 int cmd_map (int argc, char **argv);
 int cmd_compare (int argc, char **argv);
+int cmd_create (int argc, char **argv);
+int cmd_check (int argc, char **argv);
 
 #endif

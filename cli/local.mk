@@ -7,6 +7,8 @@ cli_qchain_SOURCES = \
 	cli/json.c \
 	cli/info.c \
 	cli/map.c \
-	cli/compare.c
+	cli/compare.c \
+	cli/create.c \
+	cli/check.c
 cli_qchain_CPPFLAGS = -I$(top_srcdir)/lib
 cli_qchain_LDADD = libqchain.la

@@ -16,6 +16,8 @@ static const struct command commands[] = {
   { "info", cmd_info, "describe an image or its whole chain" },
   { "map", cmd_map, "show the guest view as extents" },
   { "compare", cmd_compare, "compare the guest views of two images" },
+  { "create", cmd_create, "create a qcow2 or raw image" },
+  { "check", cmd_check, "check (and repair) an image's metadata" },
 };
 
 static void

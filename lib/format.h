@@ -19,14 +19,39 @@ enum ext_type {
 struct layer_extent {
   uint64_t len;          /* bytes from the queried offset, > 0 */
   enum ext_type type;
-  bool has_offset;       /* host_off valid (DATA; ZERO with a preallocated cluster) */
+  bool has_offset;       /* host_off valid: DATA; ZERO or UNALLOC inside an
+                            allocated (sub)cluster of a preallocated image */
   uint64_t host_off;     /* host offset of the first byte */
+  bool recurse;          /* DATA may be a hole in the host file: ask it (qemu
+                            does so for metadata-preallocated qcow2 only) */
 };
 
 #define FMT_OPEN_WRITE    (1u << 0)
+/* Open for check --repair: allowed on images marked dirty or corrupt. */
+#define FMT_OPEN_REPAIR   (1u << 2)
 /* Open to describe only: encrypted images and external data files are
  * accepted, but status/read refuse. */
 #define FMT_OPEN_DESCRIBE (1u << 1)
+
+/* The guest view below a layer (its backing chain), for copy-on-write of
+ * partly written (sub)clusters. Bytes past the backing's end read as zero. */
+struct backing_reader {
+  int (*read) (void *opaque, void *buf, size_t n, uint64_t off);
+  void *opaque;
+};
+
+/* What `create` makes. Zero fields take qemu-img's defaults. */
+struct create_params {
+  uint64_t size;
+  const char *backing;           /* name recorded in the header, or NULL */
+  const char *backing_format;    /* recorded in the backing-format extension */
+  uint32_t version;              /* 2 (compat=0.10) or 3 (compat=1.1) */
+  uint32_t cluster_size;         /* 512 .. 2 MiB, power of two */
+  uint32_t refcount_bits;        /* 1 .. 64, power of two */
+  bool extended_l2;
+  bool lazy_refcounts;
+  bool zstd;                     /* compression_type=zstd */
+};
 
 struct format_ops {
   const char *name;
@@ -49,6 +74,38 @@ struct format_ops {
   /* Read [off, off+n) of this layer alone: DATA and COMPRESSED ranges from
    * the file, ZERO and UNALLOC ranges as zeroes. */
   int (*read) (void *st, void *buf, size_t n, uint64_t off);
+
+  /* ---- write side: st opened with FMT_OPEN_WRITE ----
+   * Writes may stay in write-back caches until flush; nothing written is
+   * referenced by metadata before it is on disk, and refcounts are never
+   * below the references that reach the disk (a crash leaks, never
+   * corrupts). */
+
+  /* Write a new, empty image of this format into io (empty, writable). */
+  int (*create) (struct io *io, const struct create_params *p);
+  /* Where copy-on-write reads the view below; NULL = no backing (zeroes). */
+  void (*set_backing_reader) (void *st, const struct backing_reader *br);
+  int (*pwrite) (void *st, const void *buf, size_t n, uint64_t off);
+  /* Whole clusters (off and n cluster-aligned, or n reaching the virtual
+   * size), compressed with the image's compression type; a cluster that
+   * does not shrink is written plainly. */
+  int (*pwrite_compressed) (void *st, const void *buf, size_t n,
+                            uint64_t off);
+  /* Afterwards [off, off+len) reads as zeroes. zero may keep preallocated
+   * clusters (zero flag); discard frees what it can. */
+  int (*zero) (void *st, uint64_t off, uint64_t len);
+  int (*discard) (void *st, uint64_t off, uint64_t len);
+  /* Write back every cache in crash-safe order, then fsync. */
+  int (*flush) (void *st);
+  /* Rewrite the backing name and format (NULL name = none) in one write of
+   * the header cluster, then fsync. */
+  int (*set_backing) (void *st, const char *name, const char *format);
+  /* Grow the virtual size (never shrinks). */
+  int (*resize) (void *st, uint64_t size);
+  /* Consistency check (qemu-img check); QC_CHECK_REPAIR_* need an st
+   * opened with FMT_OPEN_WRITE | FMT_OPEN_REPAIR. Returns 0, or -errno
+   * when the check could not finish. */
+  int (*check) (void *st, unsigned flags, struct qc_check_result *res);
 };
 
 extern const struct format_ops qcow2_format;

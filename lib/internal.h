@@ -26,4 +26,8 @@ struct qc_image {
 void opts_to_policy (const struct qc_open_opts *opts,
                      struct chain_policy *policy);
 
+/* qemu-img -o options into p; unknown keys are errors naming path. */
+int parse_create_options (const char *path, const char *options,
+                          struct create_params *p);
+
 #endif

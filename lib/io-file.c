@@ -184,7 +184,9 @@ int
 io_open_file (const char *path, unsigned flags, struct io **out)
 {
   struct io *io;
-  int oflags = O_CLOEXEC | O_NOCTTY;
+  /* O_NONBLOCK so that a FIFO named by a hostile image cannot block the
+   * open; it is cleared once fstat shows a regular file or device. */
+  int oflags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
   struct stat st;
   int fd;
 
@@ -207,6 +209,12 @@ io_open_file (const char *path, unsigned flags, struct io **out)
   if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode)) {
     close (fd);
     return set_image_error (path, EINVAL, "not a regular file or block device");
+  }
+
+  if (fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) & ~O_NONBLOCK) < 0) {
+    int e = errno;
+    close (fd);
+    return set_image_error (path, e, "fcntl: %m");
   }
 
   io = calloc (1, sizeof *io);

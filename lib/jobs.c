@@ -1,4 +1,4 @@
-/* Block jobs and image creation/checking: the API surface, bodies pending. */
+/* Block jobs: the API surface, bodies pending. */
 #include <config.h>
 
 #include <errno.h>
@@ -8,32 +8,14 @@
 #include "internal.h"
 
 /*
- * The writer (create, check) and the copy core with its four jobs are the
- * next pieces of work; until they land these entry points say so plainly
- * rather than pretending.
+ * The copy core and its four jobs are the next piece of work; until they
+ * land these entry points say so plainly rather than pretending.
  */
 static int
 pending (const char *what)
 {
   return public_error (set_error (ENOTSUP, "%s is not implemented in this "
                                   "version of qchain", what));
-}
-
-int
-qc_create (const char *path, const char *format, uint64_t size,
-           const char *backing, const char *backing_format,
-           const char *options)
-{
-  clear_error ();
-  return pending ("create");
-}
-
-int
-qc_check (const char *path, const char *format, unsigned flags,
-          struct qc_check_result *result)
-{
-  clear_error ();
-  return pending ("check");
 }
 
 struct qc_job *

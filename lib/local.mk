@@ -6,6 +6,8 @@ libqchain_internal_la_SOURCES += \
 	lib/format.c \
 	lib/image.c \
 	lib/compare.c \
+	lib/create.c \
+	lib/check.c \
 	lib/opts.c \
 	lib/jobs.c
 noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h

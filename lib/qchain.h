@@ -26,6 +26,11 @@ extern "C" {
 
 const char *qc_version (void);
 
+/* "10G", "64k", "512": a byte count with an optional binary suffix
+ * (B K M G T P E, any case, optionally followed by "iB" or "B").
+ * Returns 0, or -1 with errno EINVAL (no last error is set). */
+int qc_parse_size (const char *s, uint64_t *out);
+
 /* ---- Errors ---------------------------------------------------------- */
 
 /* The message of the last error on this thread, or NULL if none. */
@@ -165,7 +170,9 @@ int qc_compare (struct qc_image *a, struct qc_image *b, uint64_t *first_diff);
 
 /* ---- Creating images ------------------------------------------------- */
 
-/* Create IMAGE. format "qcow2" or "raw"; size 0 = backing file's size.
+/* Create IMAGE, which must not exist. format "qcow2" (NULL) or "raw"; size
+ * 0 = the backing file's size. backing_format NULL = read from the backing
+ * file's header when it is qcow2 (a backing file is never probed as raw).
  * options as qemu-img -o: "compat=1.1,cluster_size=65536,refcount_bits=16,
  * extended_l2=on,compression_type=zstd,lazy_refcounts=on". */
 int qc_create (const char *path, const char *format, uint64_t size,
@@ -191,7 +198,10 @@ struct qc_check_result {
   uint64_t compressed_clusters;
 };
 
-/* Returns 0 clean, 2 corruptions, 3 leaks only (after any repair), -1 error. */
+/* Returns, as qemu-img check exits: 0 clean, 1 the check could not finish,
+ * 2 corruptions, 3 leaks only (counted after any repair); -1 on error (the
+ * image could not be opened). result may be NULL. Repairs open IMAGE for
+ * writing. raw images have nothing to check: -1 with ENOTSUP. */
 int qc_check (const char *path, const char *format, unsigned flags,
               struct qc_check_result *result);
 

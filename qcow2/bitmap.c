@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "byte-order.h"
-#include "checked-overflow.h"
 #include "errors.h"
 #include "rounding.h"
 #include "qcow2.h"

@@ -150,18 +150,13 @@ classify_extended (const struct qcow2_geom *g, uint64_t guest_off,
         m->type = EXT_ZERO;
       return 0;
     }
+  /* A subcluster of an allocated cluster that is itself unallocated
+   * still has a host offset, which qemu reports too. */
   if (zero & (1u << sc))
-    {
-      r = check_host (g, guest_off, host, false);
-      m->type = EXT_ZERO;
-    }
+    m->type = EXT_ZERO;
   else if (alloc & (1u << sc))
-    {
-      r = check_host (g, guest_off, host, true);
-      m->type = EXT_DATA;
-    }
-  else
-    return 0;     /* cluster allocated, this subcluster not: backing file */
+    m->type = EXT_DATA;
+  r = check_host (g, guest_off, host, m->type == EXT_DATA);
   m->has_offset = true;
   m->host_off = host + sc_off;
   return r;

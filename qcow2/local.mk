@@ -6,5 +6,6 @@ libqchain_internal_la_SOURCES += \
 	qcow2/compress.c \
 	qcow2/snapshot.c \
 	qcow2/bitmap.c \
+	qcow2/refcount.c \
 	qcow2/qcow2.c
 noinst_HEADERS += qcow2/qcow2.h

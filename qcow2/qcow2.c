@@ -75,6 +75,7 @@ qcow2_close (void *st)
   qcow2_l2_cache_free (&s->l2);
   qcow2_free_snapshots (s);
   qcow2_free_bitmaps (s);
+  qcow2_free_refcounts (s);
   qcow2_free_header (s);
   if (s->zstd_dctx)
     qcow2_zstd_free (s->zstd_dctx);
@@ -234,7 +235,13 @@ qcow2_status (void *st, uint64_t off, uint64_t len, struct layer_extent *e)
     return set_image_error (s->name, EINVAL,
                             "status of 0x%" PRIx64 "+%" PRIu64
                             " outside the virtual size", off, len);
-  return walk (s, off, len, e, &first, false);
+  r = walk (s, off, len, e, &first, false);
+  if (r == 0 && e->type == EXT_DATA && e->has_offset) {
+    bool prealloc;
+    r = qcow2_metadata_preallocated (s, &prealloc);
+    e->recurse = r == 0 && prealloc;
+  }
+  return r;
 }
 
 /* Decompress the cluster m describes into s->dbuf unless it is there. */

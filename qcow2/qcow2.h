@@ -186,7 +186,9 @@ struct qcow2_geom {
   uint64_t file_size;
 };
 
-/* One (sub)cluster as an L2 entry describes it. */
+/* One (sub)cluster as an L2 entry describes it. has_offset is set for
+ * DATA, for ZERO with a preallocated cluster, and for an UNALLOC
+ * subcluster of an allocated cluster (extended L2), as qemu reports. */
 struct qcow2_map {
   enum ext_type type;
   bool has_offset;
@@ -244,6 +246,14 @@ struct qcow2_state {
   uint64_t crypto_hdr_offset;
   uint64_t crypto_hdr_len;
   struct qcow2_snapshot *snapshots;   /* h.nb_snapshots entries */
+
+  /* Refcounts, read only on demand (reading data never needs them). */
+  uint64_t *reftable;            /* host order, reftable_entries entries */
+  uint64_t reftable_entries;
+  unsigned char *refblock;       /* the last refcount block read */
+  uint64_t refblock_off;
+  bool prealloc_checked;
+  bool metadata_prealloc;
 
   /* Why status()/read() refuse (a describe-only open), or NULL. */
   const char *unreadable;
@@ -305,6 +315,15 @@ int qcow2_snapshot_op (void *st, uint32_t index, struct qc_snapshot_info *out);
 /* bitmap.c: the directory is read on the first bitmap() call. */
 void qcow2_free_bitmaps (struct qcow2_state *s);
 int qcow2_bitmap_op (void *st, uint32_t index, struct qc_bitmap_info *out);
+
+/* refcount.c: the refcount of host cluster `cluster` (0 past the table). */
+int qcow2_get_refcount (struct qcow2_state *s, uint64_t cluster,
+                        uint64_t *rc);
+/* qemu's heuristic: more clusters in use than the host file allocates
+ * means metadata preallocation, where DATA clusters may be host holes
+ * that read as zero (qemu's BDRV_BLOCK_RECURSE). Computed once. */
+int qcow2_metadata_preallocated (struct qcow2_state *s, bool *yes);
+void qcow2_free_refcounts (struct qcow2_state *s);
 
 /* qcow2.c: the mapping of guest offset off, one (sub)cluster or, where no
  * L2 table exists, the rest of the L1 entry's range; *unit_len is the

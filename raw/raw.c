@@ -1,10 +1,12 @@
-/* The raw format driver, read side: the file is the guest view, holes read as zero. */
+/* The raw format driver: the file is the guest view; holes read as zero, zeroes become holes. */
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "checked-overflow.h"
 #include "errors.h"
 #include "rounding.h"
 #include "format.h"
@@ -96,6 +98,106 @@ raw_read (void *stp, void *buf, size_t n, uint64_t off)
   return io_pread (st->io, buf, n, off);
 }
 
+/* ---- write side ---- */
+
+static int
+raw_create (struct io *io, const struct create_params *p)
+{
+  if (p->backing)
+    return set_image_error (io->name, EINVAL,
+                            "a raw image cannot have a backing file");
+  /* Sparse: the whole guest view starts as one hole. */
+  return io->ops->truncate (io, p->size);
+}
+
+static void
+raw_set_backing_reader (void *stp, const struct backing_reader *br)
+{
+  /* Raw has no backing file: nothing below to copy from. */
+}
+
+static int
+check_write (struct raw_state *st, uint64_t off, uint64_t n)
+{
+  if (!range_within (off, n, st->size))
+    return set_image_error (st->io->name, EINVAL,
+                            "write at %" PRIu64 "+%" PRIu64
+                            " is past the end of the image (%" PRIu64 ")",
+                            off, n, st->size);
+  return 0;
+}
+
+static int
+raw_pwrite (void *stp, const void *buf, size_t n, uint64_t off)
+{
+  struct raw_state *st = stp;
+  int r = check_write (st, off, n);
+
+  return r < 0 ? r : io_pwrite (st->io, buf, n, off);
+}
+
+/* Raw cannot store compressed data; the bytes go out as they are. */
+static int
+raw_pwrite_compressed (void *stp, const void *buf, size_t n, uint64_t off)
+{
+  return raw_pwrite (stp, buf, n, off);
+}
+
+/* Punch a hole (the io backend falls back to ZERO_RANGE, then to writing
+ * zeroes); zero and discard are the same thing for raw. */
+static int
+raw_zero (void *stp, uint64_t off, uint64_t len)
+{
+  struct raw_state *st = stp;
+  int r = check_write (st, off, len);
+
+  return r < 0 ? r : st->io->ops->zero (st->io, off, len);
+}
+
+static int
+raw_flush (void *stp)
+{
+  struct raw_state *st = stp;
+
+  return st->io->ops->flush (st->io);
+}
+
+static int
+raw_set_backing (void *stp, const char *name, const char *format)
+{
+  struct raw_state *st = stp;
+
+  if (name == NULL || *name == '\0')
+    return 0;
+  return set_image_error (st->io->name, ENOTSUP,
+                          "a raw image cannot have a backing file");
+}
+
+static int
+raw_resize (void *stp, uint64_t size)
+{
+  struct raw_state *st = stp;
+  int r;
+
+  if (size < st->size)
+    return set_image_error (st->io->name, EINVAL,
+                            "shrinking from %" PRIu64 " to %" PRIu64
+                            " bytes is not supported", st->size, size);
+  r = st->io->ops->truncate (st->io, size);
+  if (r == 0)
+    st->size = size;
+  return r;
+}
+
+static int
+raw_check (void *stp, unsigned flags, struct qc_check_result *res)
+{
+  struct raw_state *st = stp;
+
+  return set_image_error (st->io->name, ENOTSUP,
+                          "raw images have no metadata to check");
+}
+
 const struct format_ops raw_format = {
   .name = "raw",
   .open = raw_open,
@@ -105,4 +207,14 @@ const struct format_ops raw_format = {
   .bitmap = NULL,
   .status = raw_status,
   .read = raw_read,
+  .create = raw_create,
+  .set_backing_reader = raw_set_backing_reader,
+  .pwrite = raw_pwrite,
+  .pwrite_compressed = raw_pwrite_compressed,
+  .zero = raw_zero,
+  .discard = raw_zero,
+  .flush = raw_flush,
+  .set_backing = raw_set_backing,
+  .resize = raw_resize,
+  .check = raw_check,
 };

@@ -15,5 +15,8 @@ TEST_UNIT_LDADD = libqchain_internal.la $(CMOCKA_LIBS)
 include tests/unit/lib.mk
 include tests/unit/qcow2.mk
 include tests/unit/chain.mk
+include tests/unit/qcow2-write.mk
+include tests/unit/qcow2-check.mk
+include tests/write/local.mk
 include tests/interop/local.mk
 include tests/malformed/local.mk

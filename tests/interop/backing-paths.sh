@@ -1,4 +1,5 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # How backing names are written and resolved: relative names resolved
 # against the overlay's directory, "../" names, absolute names, the image
 # named by a relative, "./" or absolute path.  filename, backing-filename and

@@ -1,4 +1,5 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # Cluster sizes 512 B, 4 KiB, 64 KiB, 2 MiB (v3, and v2 for the small ones),
 # and chains whose layers have different cluster sizes.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # qchain compare: equal guest views with different layouts (exit 0), first
 # differing offset (exit 1), size mismatches, and errors (exit 2).
 set -euo pipefail
@@ -60,9 +61,9 @@ expect_cmp 0 "" -- z1.qcow2 z2.qcow2
 
 say "first of several differences"
 cp flat.raw d.raw
-$QTOOL flip d.raw $((3 * M + 5))
-$QTOOL flip d.raw $((M + 65535))
-$QTOOL flip d.raw $((2 * M))
+qtool flip d.raw $((3 * M + 5))
+qtool flip d.raw $((M + 65535))
+qtool flip d.raw $((2 * M))
 expect_cmp 1 $((M + 65535)) -- -F raw a1.qcow2 d.raw
 expect_cmp 1 $((M + 65535)) -- -f raw -F qcow2 d.raw a1.qcow2
 expect_cmp 1 $((M + 65535)) -- -F raw comp.qcow2 d.raw

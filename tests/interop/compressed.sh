@@ -1,4 +1,5 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # Compressed clusters: zlib and zstd, written by qemu-io (write -c) and by
 # qemu-img convert -c from data that compresses to many different sizes (so
 # compressed clusters share host sectors and straddle host clusters), at
@@ -9,7 +10,7 @@ setup io
 
 M=$((1024 * 1024))
 
-$QTOOL mkdata src.raw $((6 * M)) 42
+qtool mkdata src.raw $((6 * M)) 42
 
 for ct in zlib zstd; do
   for cs in 4096 65536 2097152; do

@@ -1,4 +1,5 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # 4-layer and 16-layer chains with scattered writes (different patterns) in
 # every layer, zeroes and discards in upper layers, and mixed formats.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # Extended L2 entries (subclusters): sub-cluster writes, zero and discarded
 # subclusters, compressed clusters, overlays whose partly allocated clusters
 # show the backing file through unallocated subclusters.

@@ -10,6 +10,8 @@ INTEROP_TESTS = \
 	tests/interop/deep-chains.sh \
 	tests/interop/snapshots.sh \
 	tests/interop/backing-paths.sh \
+	tests/interop/header-flags.sh \
+	tests/interop/random-chains.sh \
 	tests/interop/compare.sh
 TESTS += $(INTEROP_TESTS)
 EXTRA_DIST += $(INTEROP_TESTS) tests/interop/common.sh

@@ -1,4 +1,5 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # raw images (sparse, fully written, made by qemu-img or by truncate) alone
 # and as the base of qcow2 chains.
 set -euo pipefail
@@ -18,12 +19,12 @@ truncate -s $((2 * M)) r2.raw
 check_image r2.raw raw
 
 say "fully written raw"
-$QTOOL mkdata r3.raw $((3 * M)) 9
+qtool mkdata r3.raw $((3 * M)) 9
 qio_cmds -f raw -- r3.raw "write -P 0x77 0 $((3 * M))"
 check_image r3.raw raw
 
 say "raw with mixed data and holes"
-$QTOOL mkdata r4.raw $((5 * M)) 10
+qtool mkdata r4.raw $((5 * M)) 10
 check_image r4.raw raw
 
 say "qcow2 overlay over a raw base"

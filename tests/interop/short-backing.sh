@@ -1,4 +1,5 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # Backing files shorter than their overlays (qcow2 and raw, cluster aligned
 # or not), and a short layer in the middle of a chain hiding the longer
 # image below it.
@@ -26,7 +27,7 @@ qio_cmds st2x.qcow2 "write -P 0x66 $((M + 2048)) 2048" "write -z $((M)) 1024"
 check_image st2x.qcow2
 
 say "short raw base of odd size"
-$QTOOL mkdata sr.raw $((M + 1000)) 3
+qtool mkdata sr.raw $((M + 1000)) 3
 qimg create -f qcow2 -b sr.raw -F raw srt.qcow2 $((3 * M))
 scatter srt.qcow2 4 8 $((3 * M)) wzd 65536
 check_image srt.qcow2

@@ -1,4 +1,5 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # Internal snapshots: info lists them as qemu-img does ("snapshots" key),
 # and map/compare show the active L1 table only, with clusters shared
 # between snapshots and the active state.

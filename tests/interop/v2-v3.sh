@@ -1,4 +1,5 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # qcow2 v2 (compat=0.10) and v3 (compat=1.1) images, refcount widths, lazy
 # refcounts, and chains mixing both versions: map/info/compare vs qemu-img.
 set -euo pipefail
@@ -47,9 +48,9 @@ say "overlay whose backing format extension is replaced by an unknown one"
 qimg create -f qcow2 nofmt-base.qcow2 $((2 * M))
 scatter nofmt-base.qcow2 21 5 $((2 * M)) w 65536
 qimg create -f qcow2 -b nofmt-base.qcow2 -F qcow2 nofmt.qcow2 $((2 * M))
-eval "$($QTOOL layout nofmt.qcow2)"
+eval "$(qtool layout nofmt.qcow2)"
 # 0xe2792aca (backing format) -> an unknown extension type, which is ignored.
-$QTOOL poke nofmt.qcow2 "$bfmt_offset" 4 0x7e57e47e
+qtool poke nofmt.qcow2 "$bfmt_offset" 4 0x7e57e47e
 check_map nofmt-base.qcow2
 # Without a backing format qchain must not probe the backing file, but info
 # on the overlay alone works and agrees with qemu-img.
@@ -59,7 +60,7 @@ run_qchain info --json nofmt.qcow2
 if [ "$RC" -ne 0 ]; then
   fail "qchain info --json nofmt.qcow2 (backing without format): exit $RC"; show_err
 else
-  $QTOOL info-cmp info.q "$OUT" "qchain info --json nofmt.qcow2" ||
+  qtool info-cmp info.q "$OUT" "qchain info --json nofmt.qcow2" ||
     fail "qchain info --json nofmt.qcow2 disagrees with qemu-img info"
 fi
 

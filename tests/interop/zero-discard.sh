@@ -1,4 +1,5 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # Zero clusters (write -z, with and without unmap, on allocated and
 # unallocated clusters, partial clusters), discards, in v3 and v2, with and
 # without a backing file; preallocated images (metadata, falloc, full).

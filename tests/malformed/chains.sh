@@ -1,10 +1,12 @@
 #!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 # Backing chains qchain must refuse (chain policy): loops (also through a
 # symlink and other spellings), json: and protocol backing names (even when
 # a local file of that name exists), control characters and NUL in names,
 # missing backing files, unknown or missing backing formats, a raw file
 # declared qcow2, a directory, and chains deeper than the default limit of
-# 256 layers (256 is fine).  Errors: one line naming the image, exit 1
+# 256 layers (256 is fine); the --max-depth, --allow-probe and
+# --backing-dir options.  Errors: one line naming the image, exit 1
 # (compare: 2).
 set -euo pipefail
 . "${srcdir:-$(dirname "$0")/..}/interop/common.sh"
@@ -15,7 +17,6 @@ QC_TIMEOUT=20
 overlay () {
   rm -f "$1.qcow2"
   qimg create -f qcow2 -u -b "$2" -F "${3:-qcow2}" "$1.qcow2" 4M
-  qio_cmds -f qcow2 -U -- "$1.qcow2" 2>/dev/null || :
 }
 # set_backing IMG NAME: rewrite IMG's backing name in place (any bytes).
 set_backing () {
@@ -100,7 +101,7 @@ mk_backing_missing () {
 }
 mk_backing_empty_name () {
   overlay backing-empty-name base.qcow2
-  $QTOOL poke backing-empty-name.qcow2 16 4 0
+  qtool poke backing-empty-name.qcow2 16 4 0
   # offset kept, size 0: qemu treats this as no backing file
 }
 mk_backing_dir () {
@@ -113,8 +114,8 @@ mk_backing_fmt_vmdk () {
 }
 mk_backing_no_fmt () {
   overlay backing-no-fmt base.qcow2
-  eval "$($QTOOL layout backing-no-fmt.qcow2)"
-  $QTOOL poke backing-no-fmt.qcow2 "$bfmt_offset" 4 0x7e57e47e
+  eval "$(qtool layout backing-no-fmt.qcow2)"
+  qtool poke backing-no-fmt.qcow2 "$bfmt_offset" 4 0x7e57e47e
 }
 mk_backing_raw_as_qcow2 () {
   NAMES="backing-raw-as-qcow2.qcow2|plain.raw"
@@ -124,14 +125,17 @@ mk_backing_raw_as_qcow2 () {
 # 256 layers (the default limit, the named image included) work; 257 not.
 build_layers () {
   [ -f layer-255.qcow2 ] && return 0
-  local i prev=layer-000.qcow2
   mk_valid layer-000.qcow2
-  for ((i = 1; i < 256; i++)); do
-    local img
-    img=$(printf 'layer-%03d.qcow2' $i)
-    "$QEMU_IMG" create -q -f qcow2 -u -b "$prev" -F qcow2 "$img" 4M
-    prev=$img
-  done
+  qimg create -f qcow2 -u -b layer-000.qcow2 -F qcow2 layer-001.qcow2 4M
+  # layer-N is layer-001 with "layer-000" replaced by "layer-(N-1)" (the
+  # backing name has the same length), so one process makes all of them.
+  $PYTHON - <<'PY'
+t = open('layer-001.qcow2', 'rb').read()
+assert t.count(b'layer-000.qcow2') == 1
+for i in range(2, 256):
+    with open('layer-%03d.qcow2' % i, 'wb') as f:
+        f.write(t.replace(b'layer-000.qcow2', b'layer-%03d.qcow2' % (i - 1)))
+PY
 }
 mk_deep_256 () {
   build_layers
@@ -163,6 +167,57 @@ backing-raw-as-qcow2   A E E E
 deep-256               0 0 0 0
 deep-257               A E E E
 "
+
+# map_like_qemu DESC IMG QCHAIN-OPTIONS...: qchain map --json with the
+# options succeeds and prints what qemu-img map --output=json prints.
+map_like_qemu () {
+  local desc=$1 img=$2
+  shift 2
+  check_outcome 0 "" 1 "$desc" map --json "$@" "$img"
+  [ "$RC" -eq 0 ] || return 0
+  "$QEMU_IMG" map --output=json "$img" >map.q 2>/dev/null
+  CHECKS=$((CHECKS + 1))
+  qtool map-cmp map.q "$OUT" "$desc: qchain map --json $*" ||
+    fail "$desc: qchain map --json $* differs from qemu-img map"
+}
+
+say "--max-depth: the named image counts as a layer"
+mk_valid md-0.qcow2
+for i in 1 2 3 4; do overlay md-$i md-$((i - 1)).qcow2; done
+check_outcome 0 "" 1 "max-depth 5, 5 layers" map --json --max-depth 5 md-4.qcow2
+check_outcome E "md-4.qcow2|md-0.qcow2" 1 "max-depth 4, 5 layers" map --json --max-depth 4 md-4.qcow2
+check_outcome E "md-4.qcow2|md-0.qcow2" 1 "max-depth 4, 5 layers" info --chain --json --max-depth 4 md-4.qcow2
+check_outcome E "md-4.qcow2|md-0.qcow2" 2 "max-depth 4, 5 layers" compare --max-depth 4 md-4.qcow2 md-0.qcow2
+check_outcome 0 "" 1 "max-depth 1, no backing" map --json --max-depth 1 md-0.qcow2
+check_outcome E "md-1.qcow2|md-0.qcow2" 1 "max-depth 1, 2 layers" map --json --max-depth 1 md-1.qcow2
+
+say "--allow-probe: a backing file without a format is probed (as qemu-img does)"
+mk_backing_no_fmt
+map_like_qemu "allow-probe, qcow2 backing" backing-no-fmt.qcow2 --allow-probe
+qimg convert -O raw base.qcow2 probe-base.raw
+overlay probe-raw probe-base.raw raw
+eval "$(qtool layout probe-raw.qcow2)"
+qtool poke probe-raw.qcow2 "$bfmt_offset" 4 0x7e57e47e
+check_outcome E "probe-raw.qcow2|probe-base.raw" 1 "no format, no probing" map --json probe-raw.qcow2
+map_like_qemu "allow-probe, raw backing" probe-raw.qcow2 --allow-probe
+
+say "--backing-dir confines backing files"
+mkdir -p jail outside
+mk_valid jail/in.qcow2
+mk_valid outside/out.qcow2
+qimg create -f qcow2 -b in.qcow2 -F qcow2 jail/ok.qcow2
+qimg create -f qcow2 -b ../outside/out.qcow2 -F qcow2 jail/dotdot.qcow2
+qimg create -f qcow2 -b "$T/outside/out.qcow2" -F qcow2 jail/abs.qcow2
+ln -sf ../outside/out.qcow2 jail/link.qcow2
+qimg create -f qcow2 -b link.qcow2 -F qcow2 jail/symlink.qcow2
+qimg create -f qcow2 -b ok.qcow2 -F qcow2 jail/two.qcow2
+check_outcome 0 "" 1 "backing-dir, inside" map --json --backing-dir jail jail/ok.qcow2
+check_outcome 0 "" 1 "backing-dir, inside, 3 layers" map --json --backing-dir "$T/jail" jail/two.qcow2
+check_outcome 0 "" 1 "backing-dir, two dirs" map --json --backing-dir jail --backing-dir outside jail/dotdot.qcow2
+for x in dotdot abs symlink; do
+  check_outcome E "jail/$x.qcow2|$x.qcow2|out.qcow2" 1 "backing-dir, $x escapes" map --json --backing-dir jail jail/$x.qcow2
+  check_outcome E "jail/$x.qcow2|$x.qcow2|out.qcow2" 2 "backing-dir, $x escapes" compare --backing-dir jail jail/$x.qcow2 outside/out.qcow2
+done
 
 say "an empty backing name means no backing file (as qemu-img)"
 mk_backing_empty_name

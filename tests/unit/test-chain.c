@@ -335,6 +335,15 @@ test_missing_backing (void **state)
               "d/s1.qcow2: backing file 'gone.qcow2' does not exist "
               "(resolved to d/gone.qcow2)");
   open_fails ("d/nothing.qcow2", &p, ENOENT, "d/nothing.qcow2");
+  /* A FIFO or a character device named as backing file is never opened. */
+  sh ("mkfifo d/fifo && qemu-img create -q -f qcow2 -u -b fifo -F raw"
+      " d/f.qcow2 1M && qemu-img create -q -f qcow2 -u -b /dev/null -F raw"
+      " d/n.qcow2 1M && qemu-img create -q -f qcow2 -u -b . -F raw"
+      " d/dot.qcow2 1M");
+  open_fails ("d/f.qcow2", &p, EINVAL,
+              "d/f.qcow2: backing file 'd/fifo' is not a regular file");
+  open_fails ("d/n.qcow2", &p, EINVAL, "not a regular file or block device");
+  open_fails ("d/dot.qcow2", &p, EINVAL, "not a regular file or block device");
 }
 
 static void
@@ -697,6 +706,52 @@ test_raw_and_prealloc (void **state)
   chain_close (c);
 }
 
+/* qemu asks the file about DATA runs only for metadata-preallocated
+ * images (its refcount-versus-allocation test); a hole in an ordinary
+ * image's data cluster stays data. Unallocated subclusters of allocated
+ * clusters keep their host offset. */
+static void
+test_refine_and_subclusters (void **state)
+{
+  static const char *const images[] = {
+    "tail.qcow2", "big.qcow2", "small.qcow2", "xl2.qcow2", "xl2top.qcow2",
+    "pm1.qcow2", "pm2.qcow2", "pm64.qcow2", "pmv2.qcow2",
+  };
+  struct chain_policy p;
+  struct chain *c;
+  size_t i;
+
+  sh ("qemu-img create -q -f qcow2 tail.qcow2 1M"
+      " && qemu-io -c 'write -P 1 512k 4k' tail.qcow2 >/dev/null"
+      " && qemu-img create -q -f qcow2 big.qcow2 4M"
+      " && qemu-io -c 'write -P 2 0 2M' big.qcow2 >/dev/null"
+      " && fallocate --punch-hole -o 327680 -l 65536 big.qcow2"
+      " && qemu-img create -q -f qcow2 small.qcow2 4M"
+      " && qemu-io -c 'write -P 3 0 64k' -c 'write -P 4 1M 128k' small.qcow2"
+      " >/dev/null"
+      " && fallocate --punch-hole -o 327680 -l 65536 small.qcow2"
+      " && qemu-img create -q -f qcow2 -o extended_l2=on xl2.qcow2 1M"
+      " && qemu-io -c 'write -P 5 66k 2k' -c 'write -P 6 70k 6k' xl2.qcow2"
+      " >/dev/null"
+      " && qemu-img create -q -f qcow2 -o extended_l2=on -b xl2.qcow2"
+      " -F qcow2 xl2top.qcow2 2M"
+      " && qemu-io -c 'write -P 7 1M 2k' -c 'write -P 8 64k 2k' xl2top.qcow2"
+      " >/dev/null"
+      " && for o in 1:pm1 2:pm2 64:pm64; do"
+      " qemu-img create -q -f qcow2 -o preallocation=metadata,cluster_size=4k"
+      ",refcount_bits=${o%%:*} ${o#*:}.qcow2 1M || exit 1;"
+      " qemu-io -c 'write -P 9 8k 2k' ${o#*:}.qcow2 >/dev/null || exit 1; done"
+      " && qemu-img create -q -f qcow2 -o preallocation=metadata,compat=0.10"
+      " pmv2.qcow2 1M && qemu-io -c 'write -P 9 0 6k' pmv2.qcow2 >/dev/null");
+  policy_init (&p);
+  for (i = 0; i < sizeof images / sizeof images[0]; i++) {
+    c = open_ok (images[i], &p);
+    assert_map_like_qemu (c, 0, "qcow2");
+    assert_read_like_qemu (c, 0, "qcow2");
+    chain_close (c);
+  }
+}
+
 int
 main (void)
 {
@@ -716,6 +771,7 @@ main (void)
     T (test_read_example),
     T (test_short_middle),
     T (test_raw_and_prealloc),
+    T (test_refine_and_subclusters),
 #undef T
   };
 

@@ -222,9 +222,11 @@ test_extended_entries (void **state)
   assert_int_equal (m.type, EXT_ZERO);
   assert_true (m.has_offset);
   assert_int_equal (m.host_off, 0x50000 + 5 * sc);
+  /* Unallocated, but the cluster is there: qemu reports its offset. */
   assert_int_equal (qcow2_l2_classify (&g, 0, 0x50000, bm, 4, &m), 0);
   assert_int_equal (m.type, EXT_UNALLOC);
-  assert_false (m.has_offset);
+  assert_true (m.has_offset);
+  assert_int_equal (m.host_off, 0x50000 + 4 * sc);
   /* Bit 0 of the first word is no zero flag here. */
   assert_int_equal (qcow2_l2_classify (&g, 0, 0x50001, 1, 0, &m), 0);
   assert_int_equal (m.type, EXT_DATA);
@@ -254,6 +256,11 @@ test_extended_entries (void **state)
   assert_int_equal (m.type, EXT_ZERO);
   expect_error (qcow2_l2_classify (&g, 0, 0x50800, 1, 0, &m), EINVAL,
                 "misaligned");
+  expect_error (qcow2_l2_classify (&g, 0, 0x50800, 0, 0, &m), EINVAL,
+                "misaligned");
+  assert_int_equal (qcow2_l2_classify (&g, 0, 0x100000, 0, 0, &m), 0);
+  assert_int_equal (m.type, EXT_UNALLOC);
+  assert_true (m.has_offset);
 
   /* Compressed clusters have no subclusters. */
   assert_int_equal (qcow2_l2_classify (&g, 0, C | 0x80000, 0, 7, &m), 0);
@@ -642,7 +649,8 @@ test_extended_status (void **state)
 
   expect_extent (&m, 0, 4 * cs, 1024, EXT_DATA, true, d0);
   expect_extent (&m, 1024, 4 * cs - 1024, 1024, EXT_ZERO, true, d0 + 1024);
-  expect_extent (&m, 2048, 4 * cs - 2048, cs - 2048, EXT_UNALLOC, false, 0);
+  expect_extent (&m, 2048, 4 * cs - 2048, cs - 2048, EXT_UNALLOC, true,
+                 d0 + 2048);
   /* A bad entry ends the extent before it; asking there fails. */
   expect_extent (&m, cs, 3 * cs, cs, EXT_ZERO, false, 0);
   expect_error (qcow2_format.status (m.st, 2 * cs, cs, &e), EINVAL,
@@ -715,6 +723,68 @@ test_bad_l1_at_use (void **state)
   img_free (&m);
 }
 
+/* ---- refcounts ------------------------------------------------------- */
+
+static void
+put_refcount (unsigned char *b, unsigned order, uint64_t i, uint64_t v)
+{
+  switch (order)
+    {
+    case 6: put_be64 (b + 8 * i, v); break;
+    case 5: put_be32 (b + 4 * i, (uint32_t) v); break;
+    case 4: put_be16 (b + 2 * i, (uint16_t) v); break;
+    case 3: b[i] = (unsigned char) v; break;
+    default:
+      b[(i << order) / 8] |= (unsigned char) (v << ((i << order) % 8));
+      break;
+    }
+}
+
+static void
+test_refcounts (void **state)
+{
+  unsigned order;
+
+  for (order = 0; order <= 6; order++)
+    {
+      struct img m;
+      struct qcow2_header h;
+      uint64_t mask = order == 6 ? UINT64_MAX : (1ull << (1u << order)) - 1;
+      uint64_t per_block = (4096ull * 8) >> order, i, rc;
+      unsigned char *rb;
+      bool yes = true;
+
+      img_init (&m, 12, 1 << 20, 0, 0, 16 * 4096);
+      qcow2_header_decode (m.buf, 112, &h);
+      h.refcount_order = order;
+      qcow2_header_encode (&h, m.buf);
+      rb = m.buf + 2 * 4096;
+      for (i = 0; i < per_block; i += 3)
+        put_refcount (rb, order, i, (i * 7 + 1) & mask);
+      /* Entry 1 of the table: none. Entry 2: a misaligned block. */
+      put_be64 (m.buf + 4096 + 16, 0x2200);
+      img_open (&m);
+      for (i = 0; i < per_block; i += 3)
+        {
+          assert_int_equal (qcow2_get_refcount (m.st, i, &rc), 0);
+          assert_int_equal (rc, (i * 7 + 1) & mask);
+          assert_int_equal (qcow2_get_refcount (m.st, i + 1, &rc), 0);
+          assert_int_equal (rc, 0);
+        }
+      assert_int_equal (qcow2_get_refcount (m.st, per_block + 5, &rc), 0);
+      assert_int_equal (rc, 0);
+      expect_error (qcow2_get_refcount (m.st, 2 * per_block, &rc), EINVAL,
+                    "misaligned refcount block offset 0x2200");
+      /* Past the table: 0. */
+      assert_int_equal (qcow2_get_refcount (m.st, 512 * per_block, &rc), 0);
+      assert_int_equal (rc, 0);
+      /* In memory everything is allocated: never preallocated. */
+      assert_int_equal (qcow2_metadata_preallocated (m.st, &yes), 0);
+      assert_false (yes);
+      img_free (&m);
+    }
+}
+
 int
 main (void)
 {
@@ -731,6 +801,7 @@ main (void)
     cmocka_unit_test (test_extended_status),
     cmocka_unit_test (test_l2_read_once),
     cmocka_unit_test (test_bad_l1_at_use),
+    cmocka_unit_test (test_refcounts),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);
