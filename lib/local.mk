@@ -9,5 +9,6 @@ libqchain_internal_la_SOURCES += \
 	lib/create.c \
 	lib/check.c \
 	lib/opts.c \
-	lib/jobs.c
-noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h
+	lib/jobs.c \
+	lib/throttle.c
+noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h lib/throttle.h

@@ -2,12 +2,15 @@
 TESTS += tests/unit/symbols.sh
 EXTRA_DIST += tests/unit/symbols.sh
 if HAVE_CMOCKA
-check_PROGRAMS += tests/unit/test-errors tests/unit/test-io
-TESTS += tests/unit/test-errors tests/unit/test-io
+check_PROGRAMS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle
+TESTS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle
 tests_unit_test_errors_SOURCES = tests/unit/test-errors.c
 tests_unit_test_errors_CFLAGS = $(TEST_UNIT_CFLAGS)
 tests_unit_test_errors_LDADD = $(TEST_UNIT_LDADD) -lpthread
 tests_unit_test_io_SOURCES = tests/unit/test-io.c
 tests_unit_test_io_CFLAGS = $(TEST_UNIT_CFLAGS)
 tests_unit_test_io_LDADD = $(TEST_UNIT_LDADD)
+tests_unit_test_throttle_SOURCES = tests/unit/test-throttle.c
+tests_unit_test_throttle_CFLAGS = $(TEST_UNIT_CFLAGS)
+tests_unit_test_throttle_LDADD = $(TEST_UNIT_LDADD)
 endif

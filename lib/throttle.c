@@ -1,0 +1,69 @@
+/* Bandwidth throttle: GCRA token bucket with an injectable clock (see throttle.h). */
+#include <config.h>
+
+#include <time.h>
+
+#include "throttle.h"
+
+void
+throttle_init (struct throttle *t, uint64_t rate, uint64_t now_ns)
+{
+  t->rate = rate;
+  t->tat_ns = now_ns;
+  t->tolerance_ns = THROTTLE_TOLERANCE_NS;
+}
+
+void
+throttle_set_rate (struct throttle *t, uint64_t rate, uint64_t now_ns)
+{
+  /* Coming from unlimited, start from a clean slate rather than a debt
+   * run up at no rate at all. */
+  if (t->rate == 0 || t->tat_ns < now_ns)
+    t->tat_ns = now_ns;
+  t->rate = rate;
+}
+
+/* bytes * 1e9 / rate without overflow for any 64-bit bytes and rate. */
+static uint64_t
+cost_ns (uint64_t bytes, uint64_t rate)
+{
+  unsigned __int128 ns = (unsigned __int128) bytes * 1000000000u / rate;
+
+  return ns > UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t) ns;
+}
+
+uint64_t
+throttle_delay (struct throttle *t, uint64_t bytes, uint64_t now_ns)
+{
+  uint64_t tat;
+
+  if (t->rate == 0)
+    return 0;
+  tat = t->tat_ns > now_ns ? t->tat_ns : now_ns;
+  if (tat - now_ns > t->tolerance_ns)
+    return tat - now_ns - t->tolerance_ns;
+  t->tat_ns = tat + cost_ns (bytes, t->rate);
+  return 0;
+}
+
+uint64_t
+throttle_max_request (const struct throttle *t, uint64_t min, uint64_t max)
+{
+  uint64_t n;
+
+  if (t->rate == 0)
+    return max;
+  n = t->rate / 20;
+  if (n < min)
+    n = min;
+  return n < max ? n : max;
+}
+
+uint64_t
+throttle_now_ns (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
