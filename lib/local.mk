@@ -10,5 +10,6 @@ libqchain_internal_la_SOURCES += \
 	lib/check.c \
 	lib/opts.c \
 	lib/jobs.c \
+	lib/job.c \
 	lib/throttle.c
-noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h lib/throttle.h
+noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h lib/throttle.h lib/job.h

@@ -33,17 +33,34 @@ cost_ns (uint64_t bytes, uint64_t rate)
 }
 
 uint64_t
+throttle_wait (const struct throttle *t, uint64_t now_ns)
+{
+  if (t->rate == 0 || t->tat_ns <= now_ns + t->tolerance_ns)
+    return 0;
+  return t->tat_ns - now_ns - t->tolerance_ns;
+}
+
+void
+throttle_charge (struct throttle *t, uint64_t bytes, uint64_t now_ns)
+{
+  if (t->rate == 0)
+    return;
+  uint64_t cost = cost_ns (bytes, t->rate);
+
+  if (t->tat_ns < now_ns)
+    t->tat_ns = now_ns;
+  /* Saturate: a debt of centuries is as good as infinite. */
+  t->tat_ns = t->tat_ns > UINT64_MAX - cost ? UINT64_MAX : t->tat_ns + cost;
+}
+
+uint64_t
 throttle_delay (struct throttle *t, uint64_t bytes, uint64_t now_ns)
 {
-  uint64_t tat;
+  uint64_t d = throttle_wait (t, now_ns);
 
-  if (t->rate == 0)
-    return 0;
-  tat = t->tat_ns > now_ns ? t->tat_ns : now_ns;
-  if (tat - now_ns > t->tolerance_ns)
-    return tat - now_ns - t->tolerance_ns;
-  t->tat_ns = tat + cost_ns (bytes, t->rate);
-  return 0;
+  if (d == 0)
+    throttle_charge (t, bytes, now_ns);
+  return d;
 }
 
 uint64_t

@@ -22,8 +22,12 @@ struct throttle {
 void throttle_init (struct throttle *t, uint64_t rate, uint64_t now_ns);
 /* Takes effect for the next request; bytes already admitted stay paid. */
 void throttle_set_rate (struct throttle *t, uint64_t rate, uint64_t now_ns);
-/* Nanoseconds to wait before `bytes` may go; 0 means go now, and the
- * bytes are then accounted for. Ask again after waiting. */
+/* Nanoseconds to wait before the next request may go (0 = now). */
+uint64_t throttle_wait (const struct throttle *t, uint64_t now_ns);
+/* Account for bytes moved by a request that was allowed to go. */
+void throttle_charge (struct throttle *t, uint64_t bytes, uint64_t now_ns);
+/* Both: nanoseconds to wait before `bytes` may go; 0 means go now, and
+ * the bytes are then accounted for. Ask again after waiting. */
 uint64_t throttle_delay (struct throttle *t, uint64_t bytes, uint64_t now_ns);
 /* The largest request that keeps the rate accurate (at least min). */
 uint64_t throttle_max_request (const struct throttle *t, uint64_t min,

@@ -2,8 +2,8 @@
 TESTS += tests/unit/symbols.sh
 EXTRA_DIST += tests/unit/symbols.sh
 if HAVE_CMOCKA
-check_PROGRAMS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle
-TESTS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle
+check_PROGRAMS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle tests/unit/test-job
+TESTS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle tests/unit/test-job
 tests_unit_test_errors_SOURCES = tests/unit/test-errors.c
 tests_unit_test_errors_CFLAGS = $(TEST_UNIT_CFLAGS)
 tests_unit_test_errors_LDADD = $(TEST_UNIT_LDADD) -lpthread
@@ -13,4 +13,7 @@ tests_unit_test_io_LDADD = $(TEST_UNIT_LDADD)
 tests_unit_test_throttle_SOURCES = tests/unit/test-throttle.c
 tests_unit_test_throttle_CFLAGS = $(TEST_UNIT_CFLAGS)
 tests_unit_test_throttle_LDADD = $(TEST_UNIT_LDADD)
+tests_unit_test_job_SOURCES = tests/unit/test-job.c
+tests_unit_test_job_CFLAGS = $(TEST_UNIT_CFLAGS)
+tests_unit_test_job_LDADD = $(TEST_UNIT_LDADD)
 endif

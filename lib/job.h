@@ -1,0 +1,51 @@
+/* Internal block-job machinery: state, throttled steps, progress, abort, pollable fd. */
+#ifndef QC_JOB_H
+#define QC_JOB_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qchain.h"
+#include "throttle.h"
+
+struct qc_job;
+
+/* What a job type provides; the machinery calls these, never twice at once. */
+struct job_ops {
+  /* Do a bounded slice of work moving at most `budget` bytes; add the
+   * bytes moved to *moved and progress to j->cur (j->end may grow while
+   * planning). Returns 1 when the work is complete, 0 when more remains,
+   * -errno (after set_error) on failure. */
+  int (*step) (struct qc_job *j, uint64_t budget, uint64_t *moved);
+  /* Called once when the job ends: ok = the work completed. Finish the
+   * job's pointer switches, or leave every image consistent. */
+  int (*finish) (struct qc_job *j, bool ok);
+  void (*free) (void *priv);
+};
+
+struct qc_job {
+  enum qc_job_type type;
+  enum qc_job_state state;
+  uint64_t cur, end;
+  struct throttle thr;
+  volatile sig_atomic_t abort_requested;
+  int timer_fd;                  /* readable when qc_job_step has work */
+  uint64_t start_ns, end_ns;
+  uint64_t min_request;          /* smallest useful step (throttled) */
+  uint64_t max_request;          /* largest step */
+  const struct job_ops *ops;
+  void *priv;
+  char *result;                  /* qc_job_result */
+  int err;                       /* errno of the failure */
+  char *errmsg;                  /* message of the failure */
+};
+
+/* A new running job; takes ownership of priv (freed by ops->free). */
+int job_new (enum qc_job_type type, const struct job_ops *ops, void *priv,
+             uint64_t bandwidth, struct qc_job **out);
+/* Set the job's result note (printf-style). */
+void job_set_result (struct qc_job *j, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+
+#endif
