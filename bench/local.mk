@@ -1,1 +1,8 @@
-# bench: tests.
+# bench: write-speed benchmark (not a test: no timing asserts). write-seq is
+# built by make check so that it always compiles; run bench/write-speed.sh
+# from the build directory.
+check_PROGRAMS += bench/write-seq
+bench_write_seq_SOURCES = bench/write-seq.c
+bench_write_seq_CFLAGS = $(AM_CFLAGS)
+bench_write_seq_LDADD = libqchain_internal.la
+EXTRA_DIST += bench/write-speed.sh

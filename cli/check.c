@@ -84,6 +84,13 @@ print_human (const struct qc_check_result *r)
     printf ("Image end offset: %" PRIu64 "\n", r->image_end_offset);
 }
 
+/* Findings go to stderr, as qemu-img check prints them. */
+static void
+report_line (void *opaque, const char *line)
+{
+  fprintf (stderr, "%s\n", line);
+}
+
 int
 cmd_check (int argc, char **argv)
 {
@@ -121,7 +128,7 @@ cmd_check (int argc, char **argv)
     usage_error ("check", "expected one IMAGE");
     return EXIT_USAGE;
   }
-  r = qc_check (argv[optind], format, flags, &res);
+  r = qc_check (argv[optind], format, flags, &res, report_line, NULL);
   if (r < 0) {
     print_lib_error ();
     return 1;

@@ -9,7 +9,8 @@
 
 int
 qc_check (const char *path, const char *format, unsigned flags,
-          struct qc_check_result *result)
+          struct qc_check_result *result, qc_check_report_cb report,
+          void *opaque)
 {
   struct chain_policy pol = { .format = format, .no_backing = true };
   struct qc_check_result res;
@@ -34,7 +35,7 @@ qc_check (const char *path, const char *format, unsigned flags,
     r = set_image_error (path, ENOTSUP, "checking %s images is not supported",
                          l->ops->name);
   else
-    r = l->ops->check (l->st, flags, &res);
+    r = l->ops->check (l->st, flags, &res, report, opaque);
   if (r == 0 && flags)
     r = l->ops->flush (l->st);
   chain_close (c);

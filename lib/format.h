@@ -104,8 +104,10 @@ struct format_ops {
   int (*resize) (void *st, uint64_t size);
   /* Consistency check (qemu-img check); QC_CHECK_REPAIR_* need an st
    * opened with FMT_OPEN_WRITE | FMT_OPEN_REPAIR. Returns 0, or -errno
-   * when the check could not finish. */
-  int (*check) (void *st, unsigned flags, struct qc_check_result *res);
+   * when the check could not finish. Each finding goes to report (may be
+   * NULL) as one line. */
+  int (*check) (void *st, unsigned flags, struct qc_check_result *res,
+                qc_check_report_cb report, void *opaque);
 };
 
 extern const struct format_ops qcow2_format;

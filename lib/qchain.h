@@ -198,12 +198,18 @@ struct qc_check_result {
   uint64_t compressed_clusters;
 };
 
-/* Returns, as qemu-img check exits: 0 clean, 1 the check could not finish,
+/* Check IMAGE; report (may be NULL) receives the findings.
+ * Returns, as qemu-img check exits: 0 clean, 1 the check could not finish,
  * 2 corruptions, 3 leaks only (counted after any repair); -1 on error (the
  * image could not be opened). result may be NULL. Repairs open IMAGE for
  * writing. raw images have nothing to check: -1 with ENOTSUP. */
+/* Receives each finding of a check as one line, worded as qemu-img check
+ * words it (e.g. "Leaked cluster 5 refcount=1 reference=0"). */
+typedef void (*qc_check_report_cb) (void *opaque, const char *line);
+
 int qc_check (const char *path, const char *format, unsigned flags,
-              struct qc_check_result *result);
+              struct qc_check_result *result, qc_check_report_cb report,
+              void *opaque);
 
 /* ---- Block jobs ------------------------------------------------------ */
 

@@ -1,4 +1,4 @@
-/* Decompression of one compressed cluster: raw deflate (zlib) and zstd. */
+/* Compression of one cluster: raw deflate (zlib) and zstd, both directions. */
 #include <config.h>
 
 #include <errno.h>
@@ -7,6 +7,7 @@
 
 #include <zlib.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include "errors.h"
 #include "qcow2.h"
@@ -104,4 +105,65 @@ void
 qcow2_zstd_free (void *dctx)
 {
   ZSTD_freeDCtx (dctx);
+}
+
+/* ---- compression (compressed writes) ---- */
+
+int
+qcow2_compress_zlib (const char *name, void *dst, size_t dst_cap,
+                     const void *src, size_t src_len)
+{
+  z_stream z;
+  int r;
+
+  if (dst_cap > UINT_MAX || src_len > UINT_MAX)
+    return set_image_error (name, EINVAL, "cluster too large to compress");
+  memset (&z, 0, sizeof z);
+  /* Raw deflate, 4 KiB window, as qemu writes it. */
+  r = deflateInit2 (&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
+                    QCOW2_DEFLATE_WINDOW_BITS, 9, Z_DEFAULT_STRATEGY);
+  if (r != Z_OK)
+    return set_image_error (name, r == Z_MEM_ERROR ? ENOMEM : EIO,
+                            "cannot initialise zlib compression");
+  z.next_in = (Bytef *) src;
+  z.avail_in = (uInt) src_len;
+  z.next_out = dst;
+  z.avail_out = (uInt) dst_cap;
+  r = deflate (&z, Z_FINISH);
+  deflateEnd (&z);
+  if (r == Z_STREAM_END)
+    return (int) (dst_cap - z.avail_out);
+  if (r == Z_OK || r == Z_BUF_ERROR)
+    return 0;                    /* does not fit: not worth compressing */
+  return set_image_error (name, EIO, "zlib compression failed: %s",
+                          zError (r));
+}
+
+int
+qcow2_compress_zstd (const char *name, void **cctx, void *dst,
+                     size_t dst_cap, const void *src, size_t src_len)
+{
+  size_t ret;
+
+  if (*cctx == NULL)
+    {
+      *cctx = ZSTD_createCCtx ();
+      if (*cctx == NULL)
+        return set_error (ENOMEM, "out of memory");
+    }
+  ret = ZSTD_compress2 (*cctx, dst, dst_cap, src, src_len);
+  if (ZSTD_isError (ret))
+    {
+      if (ZSTD_getErrorCode (ret) == ZSTD_error_dstSize_tooSmall)
+        return 0;
+      return set_image_error (name, EIO, "zstd compression failed: %s",
+                              ZSTD_getErrorName (ret));
+    }
+  return (int) ret;
+}
+
+void
+qcow2_zstd_cfree (void *cctx)
+{
+  ZSTD_freeCCtx (cctx);
 }

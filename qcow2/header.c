@@ -523,7 +523,7 @@ check_features (struct qcow2_state *s)
                             "not %" PRIu32, h->cluster_bits);
   /* Dirty only means refcounts may be stale: reading does not use them. */
   if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
-      && (s->flags & FMT_OPEN_WRITE))
+      && (s->flags & FMT_OPEN_WRITE) && !(s->flags & FMT_OPEN_REPAIR))
     return set_image_error (s->name, EACCES,
                             "image is marked corrupt (incompatible feature "
                             "bit 1); it can only be opened read-only");

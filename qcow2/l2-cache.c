@@ -1,8 +1,9 @@
-/* A bounded least-recently-used cache of L2 tables, one per open image. */
+/* A bounded least-recently-used cache of metadata tables (L2 tables, refcount blocks) with dirty write-back. */
 #include <config.h>
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "errors.h"
 #include "qcow2.h"
@@ -14,8 +15,16 @@ qcow2_l2_cache_init (struct qcow2_l2_cache *c, uint32_t table_size)
 
   if (n > QCOW2_L2_CACHE_MAX_SLOTS)
     n = QCOW2_L2_CACHE_MAX_SLOTS;
+  return qcow2_l2_cache_init_n (c, table_size, n);
+}
+
+int
+qcow2_l2_cache_init_n (struct qcow2_l2_cache *c, uint32_t table_size,
+                       unsigned n)
+{
   if (n < QCOW2_L2_CACHE_MIN_SLOTS)
     n = QCOW2_L2_CACHE_MIN_SLOTS;
+  memset (c, 0, sizeof *c);
   c->slots = calloc (n, sizeof *c->slots);
   if (c->slots == NULL)
     return set_error (ENOMEM, "out of memory");
@@ -72,9 +81,36 @@ find_slot (struct qcow2_l2_cache *c, uint64_t off, bool *hit)
   return victim;
 }
 
-int
-qcow2_l2_cache_get (struct qcow2_l2_cache *c, struct io *io, uint64_t off,
-                    const unsigned char **table)
+/* Make room in slot i for another table: a dirty victim is written back
+ * first (through evict_dirty, which may write others too). */
+static int
+evict (struct qcow2_l2_cache *c, struct io *io, unsigned i)
+{
+  struct qcow2_l2_slot *slot = &c->slots[i];
+  int r;
+
+  if (slot->dirty)
+    {
+      r = c->evict_dirty ? c->evict_dirty (c->opaque)
+        : qcow2_l2_cache_write_dirty (c, io);
+      if (r < 0)
+        return r;
+    }
+  if (slot->data == NULL)
+    {
+      slot->data = malloc (c->table_size);
+      if (slot->data == NULL)
+        return set_error (ENOMEM, "out of memory");
+    }
+  slot->off = 0;
+  return 0;
+}
+
+/* The slot for off, read from the file on a miss unless fresh (then the
+ * table starts as zeroes). */
+static int
+lookup (struct qcow2_l2_cache *c, struct io *io, uint64_t off, bool fresh,
+        struct qcow2_l2_slot **out)
 {
   struct qcow2_l2_slot *slot;
   bool hit;
@@ -85,22 +121,102 @@ qcow2_l2_cache_get (struct qcow2_l2_cache *c, struct io *io, uint64_t off,
   slot = &c->slots[i];
   if (!hit)
     {
-      if (slot->data == NULL)
-        {
-          slot->data = malloc (c->table_size);
-          if (slot->data == NULL)
-            return set_error (ENOMEM, "out of memory");
-        }
-      slot->off = 0;             /* stays empty if the read fails */
-      r = io_pread (io, slot->data, c->table_size, off);
+      r = evict (c, io, i);
       if (r < 0)
         return r;
+      if (fresh)
+        memset (slot->data, 0, c->table_size);
+      else
+        {
+          /* The slot stays empty if the read fails. */
+          r = io_pread (io, slot->data, c->table_size, off);
+          if (r < 0)
+            return r;
+          c->nb_reads++;
+        }
       slot->off = off;
-      c->nb_reads++;
     }
+  else if (fresh)
+    memset (slot->data, 0, c->table_size);
   slot->last_use = ++c->clock;
   c->last_hit = i;
+  *out = slot;
+  return 0;
+}
+
+int
+qcow2_l2_cache_get (struct qcow2_l2_cache *c, struct io *io, uint64_t off,
+                    const unsigned char **table)
+{
+  struct qcow2_l2_slot *slot;
+  int r;
+
+  r = lookup (c, io, off, false, &slot);
+  if (r < 0)
+    return r;
   *table = slot->data;
+  return 0;
+}
+
+static void
+mark_dirty (struct qcow2_l2_cache *c, struct qcow2_l2_slot *slot)
+{
+  if (!slot->dirty)
+    {
+      slot->dirty = true;
+      c->nb_dirty++;
+    }
+}
+
+int
+qcow2_l2_cache_get_mut (struct qcow2_l2_cache *c, struct io *io,
+                        uint64_t off, unsigned char **table)
+{
+  struct qcow2_l2_slot *slot;
+  int r;
+
+  r = lookup (c, io, off, false, &slot);
+  if (r < 0)
+    return r;
+  mark_dirty (c, slot);
+  *table = slot->data;
+  return 0;
+}
+
+int
+qcow2_l2_cache_get_new (struct qcow2_l2_cache *c, struct io *io,
+                        uint64_t off, unsigned char **table)
+{
+  struct qcow2_l2_slot *slot;
+  int r;
+
+  r = lookup (c, io, off, true, &slot);
+  if (r < 0)
+    return r;
+  mark_dirty (c, slot);
+  *table = slot->data;
+  return 0;
+}
+
+int
+qcow2_l2_cache_write_dirty (struct qcow2_l2_cache *c, struct io *io)
+{
+  unsigned i;
+  int r;
+
+  for (i = 0; i < c->nb_slots && c->nb_dirty > 0; i++)
+    {
+      struct qcow2_l2_slot *slot = &c->slots[i];
+
+      if (!slot->dirty)
+        continue;
+      r = io_pwrite (io, slot->data, c->table_size, slot->off);
+      if (r < 0)
+        return r;
+      slot->dirty = false;
+      c->nb_dirty--;
+      c->nb_writes++;
+    }
   return 0;
 }
 
@@ -111,5 +227,10 @@ qcow2_l2_cache_drop (struct qcow2_l2_cache *c, uint64_t off)
 
   for (i = 0; i < c->nb_slots; i++)
     if (c->slots[i].off == off)
-      c->slots[i].off = 0;
+      {
+        if (c->slots[i].dirty)
+          c->nb_dirty--;
+        c->slots[i].dirty = false;
+        c->slots[i].off = 0;
+      }
 }

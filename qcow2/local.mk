@@ -7,5 +7,14 @@ libqchain_internal_la_SOURCES += \
 	qcow2/snapshot.c \
 	qcow2/bitmap.c \
 	qcow2/refcount.c \
+	qcow2/alloc.c \
+	qcow2/flush.c \
+	qcow2/writer.c \
+	qcow2/write.c \
+	qcow2/compressed-write.c \
+	qcow2/header-write.c \
+	qcow2/resize.c \
+	qcow2/create.c \
+	qcow2/check.c \
 	qcow2/qcow2.c
 noinst_HEADERS += qcow2/qcow2.h

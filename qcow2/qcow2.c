@@ -56,6 +56,8 @@ qcow2_open (struct io *io, unsigned flags, void **stp)
     r = qcow2_read_snapshots (s);
   if (r == 0)
     r = qcow2_l2_cache_init (&s->l2, s->cluster_size);
+  if (r == 0 && (flags & FMT_OPEN_WRITE))
+    r = qcow2_writer_open (s);
   if (r < 0)
     {
       qcow2_close (s);
@@ -72,6 +74,7 @@ qcow2_close (void *st)
 
   if (s == NULL)
     return;
+  qcow2_writer_close (s);
   qcow2_l2_cache_free (&s->l2);
   qcow2_free_snapshots (s);
   qcow2_free_bitmaps (s);
@@ -93,7 +96,9 @@ qcow2_describe (void *st, struct qc_info *info)
   uint32_t f = 0;
 
   info->format = "qcow2";
-  info->virtual_size = h->size;
+  /* qemu counts whole 512-byte sectors: an odd size in the header is
+   * rounded down, and so is the guest view. */
+  info->virtual_size = h->size & ~(uint64_t) 511;
   info->cluster_size = s->cluster_size;
   info->qcow2_version = h->version;
   info->refcount_bits = 1u << h->refcount_order;
@@ -337,4 +342,14 @@ const struct format_ops qcow2_format = {
   .bitmap = qcow2_bitmap_op,
   .status = qcow2_status,
   .read = qcow2_read,
+  .create = qcow2_create_op,
+  .set_backing_reader = qcow2_set_backing_reader_op,
+  .pwrite = qcow2_pwrite_op,
+  .pwrite_compressed = qcow2_pwrite_compressed_op,
+  .zero = qcow2_zero_op,
+  .discard = qcow2_discard_op,
+  .flush = qcow2_flush_op,
+  .set_backing = qcow2_set_backing_op,
+  .resize = qcow2_resize_op,
+  .check = qcow2_check_op,
 };

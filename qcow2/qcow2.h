@@ -202,6 +202,7 @@ struct qcow2_l2_slot {
   uint64_t off;                  /* host offset of the table; 0 = empty */
   uint64_t last_use;
   unsigned char *data;
+  bool dirty;                    /* changed in memory, not yet written */
 };
 
 struct qcow2_l2_cache {
@@ -211,6 +212,12 @@ struct qcow2_l2_cache {
   uint64_t clock;
   unsigned last_hit;
   uint64_t nb_reads;             /* tables read from the file, for tests */
+  unsigned nb_dirty;
+  uint64_t nb_writes;            /* tables written back, for tests */
+  /* Called before a dirty table is evicted: must leave every slot clean,
+   * writing them in whatever order crash safety needs. NULL: write them. */
+  int (*evict_dirty) (void *opaque);
+  void *opaque;
 };
 
 #define QCOW2_L2_CACHE_BYTES (32u << 20)
@@ -266,6 +273,45 @@ struct qcow2_state {
   uint64_t dcache_off;
   uint64_t dcache_len;
   void *zstd_dctx;
+
+  /* ---- write side (FMT_OPEN_WRITE): see alloc.c, flush.c, write.c ---- */
+  bool writable;
+  struct backing_reader br;      /* br.read NULL: the view below is zeroes */
+  struct qcow2_l2_cache rb;      /* refcount blocks, keyed by host offset */
+  bool rb_ready;
+  uint64_t rt_dirty_lo, rt_dirty_hi;   /* reftable entries not on disk */
+  uint64_t rt_off;               /* where the in-memory table goes; differs */
+  uint32_t rt_clusters;          /* from the header's while a move waits */
+  uint64_t l1_dirty_lo, l1_dirty_hi;   /* L1 entries not on disk */
+  bool unsynced;                 /* written since the last fsync */
+  uint64_t free_cursor;          /* allocation scan starts here (cluster) */
+  bool append_only;
+  struct qcow2_free_range *pending;    /* decrements waiting for flush */
+  size_t nb_pending, cap_pending;
+  uint64_t comp_next;            /* next byte for compressed data, 0 none */
+  unsigned char *wbuf;           /* one cluster: copy-on-write assembly */
+  unsigned char *zbuf;           /* one cluster of zeroes */
+  unsigned char *l2tmp;          /* one cluster: L2 table being copied */
+  unsigned char *cwbuf;          /* one cluster: compressed output */
+  void *zstd_cctx;
+  struct qcow2_l2_upd *upd;      /* L2 changes of one chunk */
+};
+
+/* At most this many clusters per chunk of a guest write. */
+#define QCOW2_CHUNK_MAX 4096u
+
+/* One L2 entry change of a chunk, applied once its data is written. */
+struct qcow2_l2_upd {
+  uint64_t idx;                  /* entry index in the table */
+  uint64_t entry;
+  uint64_t bitmap;
+  uint64_t old;                  /* entry whose cluster loses a reference */
+};
+
+/* A run of clusters whose refcounts drop by one at the next flush. */
+struct qcow2_free_range {
+  uint64_t first;
+  uint64_t count;
 };
 
 /* header.c: read, validate and parse the header and its extensions into s
@@ -298,6 +344,18 @@ int qcow2_l2_cache_get (struct qcow2_l2_cache *c, struct io *io, uint64_t off,
                         const unsigned char **table);
 /* Forget a table (for a writer that changed it on disk). */
 void qcow2_l2_cache_drop (struct qcow2_l2_cache *c, uint64_t off);
+/* Same cache with n slots (at least 4): the refcount block cache. */
+int qcow2_l2_cache_init_n (struct qcow2_l2_cache *c, uint32_t table_size,
+                           unsigned n);
+/* The table at off for changing: marked dirty, written back by
+ * qcow2_l2_cache_write_dirty or on eviction. */
+int qcow2_l2_cache_get_mut (struct qcow2_l2_cache *c, struct io *io,
+                            uint64_t off, unsigned char **table);
+/* A table newly allocated at off: all zeroes, dirty, never read. */
+int qcow2_l2_cache_get_new (struct qcow2_l2_cache *c, struct io *io,
+                            uint64_t off, unsigned char **table);
+/* Write every dirty table (one io_pwrite each) and mark it clean. */
+int qcow2_l2_cache_write_dirty (struct qcow2_l2_cache *c, struct io *io);
 
 /* compress.c: decompress src into exactly dst_len bytes, or fail with EIO. */
 int qcow2_decompress_zlib (const char *name, void *dst, size_t dst_len,
@@ -330,5 +388,108 @@ void qcow2_free_refcounts (struct qcow2_state *s);
  * length from off to the end of that unit. */
 int qcow2_map_at (struct qcow2_state *s, uint64_t off, struct qcow2_map *m,
                   uint64_t *unit_len);
+
+/* ---- write side ------------------------------------------------------ */
+
+/* refcount.c (write side). All changes go to the refcount block cache and
+ * reach the disk in qcow2_refcount_writeback. */
+/* Add delta (+1 or -1) to the refcount of cluster; an increment allocates
+ * the refcount block (and grows the refcount table) as needed. */
+int qcow2_refcount_add (struct qcow2_state *s, uint64_t cluster, int delta);
+/* For repair: set the refcount of cluster to value (write-back, refcount
+ * blocks allocated as needed). */
+int qcow2_refcount_set (struct qcow2_state *s, uint64_t cluster,
+                        uint64_t value);
+/* Write dirty refcount blocks, then (after a barrier) dirty refcount
+ * table entries in one write. No final barrier. */
+int qcow2_refcount_writeback (struct qcow2_state *s);
+/* Load the refcount table and set up the block cache (idempotent). */
+int qcow2_refcount_init (struct qcow2_state *s);
+
+/* alloc.c: the cluster allocator. */
+/* Up to want (>= 1) contiguous free clusters with refcount 1: *first, *got. */
+int qcow2_alloc_clusters (struct qcow2_state *s, uint64_t want,
+                          uint64_t *first, uint64_t *got);
+/* Exactly n contiguous clusters with refcount 1. */
+int qcow2_alloc_contig (struct qcow2_state *s, uint64_t n, uint64_t *first);
+/* Free clusters without touching refcounts: the first of n contiguous,
+ * the cursor moved past them (the caller sets their refcounts). */
+int qcow2_alloc_noref (struct qcow2_state *s, uint64_t n, uint64_t *first);
+/* len bytes for compressed data, packed after the previous ones as qemu
+ * does; the refcount of each cluster touched is incremented. */
+int qcow2_alloc_bytes (struct qcow2_state *s, uint64_t len, uint64_t *off);
+/* Drop one reference to each of count clusters at the next flush, once
+ * the metadata no longer referencing them is on disk. */
+int qcow2_free_later (struct qcow2_state *s, uint64_t first, uint64_t count);
+/* The same for the clusters a compressed descriptor touches, or the
+ * cluster a standard entry points to (nothing for unallocated entries). */
+int qcow2_free_entry_later (struct qcow2_state *s, uint64_t entry);
+/* Apply the pending decrements (flush calls this after its barrier). */
+int qcow2_apply_pending_frees (struct qcow2_state *s);
+/* From now on allocate only past every cluster in use so far (for
+ * rebuilding refcounts that may be too low). */
+void qcow2_alloc_append_only (struct qcow2_state *s);
+/* The file now extends to at least end (bytes): allocation past EOF. */
+void qcow2_note_file_end (struct qcow2_state *s, uint64_t end);
+
+/* flush.c: ordered write-back. */
+/* io_pwrite that remembers a barrier is due. */
+int qcow2_write (struct qcow2_state *s, const void *buf, size_t n,
+                 uint64_t off);
+/* fsync if anything was written since the last one. */
+int qcow2_barrier (struct qcow2_state *s);
+/* Dirty L2 tables to disk after the refcounts they depend on. */
+int qcow2_writeback_l2 (struct qcow2_state *s);
+int qcow2_flush_op (void *st);
+/* Mark L1 entry i changed in memory. */
+void qcow2_l1_dirty (struct qcow2_state *s, uint64_t i);
+/* The first header_length bytes from s->h (one write), for resize and
+ * table moves. */
+int qcow2_write_header_fields (struct qcow2_state *s);
+
+/* writer.c: open/close of the write side. */
+int qcow2_writer_open (struct qcow2_state *s);
+void qcow2_writer_close (struct qcow2_state *s);
+void qcow2_set_backing_reader_op (void *st, const struct backing_reader *br);
+
+/* write.c: guest writes, write-zeroes, discard. */
+int qcow2_pwrite_op (void *st, const void *buf, size_t n, uint64_t off);
+int qcow2_zero_op (void *st, uint64_t off, uint64_t len);
+int qcow2_discard_op (void *st, uint64_t off, uint64_t len);
+/* Entry i of L2 table t (bitmap: second word with extended L2, else 0). */
+uint64_t qcow2_l2_get (const struct qcow2_state *s, const unsigned char *t,
+                       uint64_t i, uint64_t *bitmap);
+void qcow2_l2_put (const struct qcow2_state *s, unsigned char *t, uint64_t i,
+                   uint64_t entry, uint64_t bitmap);
+/* The L2 table for L1 index i, ready to change: allocated if missing,
+ * copied if shared with a snapshot. */
+int qcow2_l2_for_write (struct qcow2_state *s, uint64_t l1_idx,
+                        unsigned char **table, uint64_t *l2_off);
+/* Guest view of this image at [off, off+n): this layer, the backing
+ * reader where unallocated (zeroes past the virtual size). */
+int qcow2_view_read (struct qcow2_state *s, void *buf, size_t n,
+                     uint64_t off);
+
+/* compressed-write.c */
+int qcow2_pwrite_compressed_op (void *st, const void *buf, size_t n,
+                                uint64_t off);
+/* compress.c: compress one cluster into dst (capacity dst_cap); returns
+ * the compressed size, 0 when it does not fit, or -errno. */
+int qcow2_compress_zlib (const char *name, void *dst, size_t dst_cap,
+                         const void *src, size_t src_len);
+int qcow2_compress_zstd (const char *name, void **cctx, void *dst,
+                         size_t dst_cap, const void *src, size_t src_len);
+void qcow2_zstd_cfree (void *cctx);
+
+/* header.c (write side) and resize.c */
+int qcow2_set_backing_op (void *st, const char *name, const char *format);
+int qcow2_resize_op (void *st, uint64_t size);
+
+/* create.c: the create op (a new empty image into an empty io). */
+int qcow2_create_op (struct io *io, const struct create_params *p);
+
+/* check.c: the check op (qemu-img check; repair with the write side). */
+int qcow2_check_op (void *st, unsigned flags, struct qc_check_result *res,
+                    qc_check_report_cb report, void *opaque);
 
 #endif

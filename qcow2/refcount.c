@@ -1,9 +1,10 @@
-/* Refcount lookups (read-only) and qemu's test for metadata preallocation. */
+/* Refcounts: lookups, updates of every width, refcount block cache, table growth, metadata preallocation test. */
 #include <config.h>
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "byte-order.h"
 #include "checked-overflow.h"
@@ -12,6 +13,73 @@
 #include "qcow2.h"
 
 #define REFTABLE_OFFSET_MASK 0xfffffffffffffe00ull   /* bits 9-63 */
+/* Refcount blocks kept in memory: enough for a long sequential run. */
+#define REFBLOCK_CACHE_BYTES (4u << 20)
+#define REFBLOCK_CACHE_MAX_SLOTS 256u
+
+/* log2 of the refcounts in one block: cluster bits + 3 - order >= 6. */
+static unsigned
+block_bits (const struct qcow2_state *s)
+{
+  return s->h.cluster_bits + 3 - s->h.refcount_order;
+}
+
+static uint64_t
+refcount_max (const struct qcow2_state *s)
+{
+  unsigned bits = 1u << s->h.refcount_order;
+
+  return bits == 64 ? UINT64_MAX : (1ull << bits) - 1;
+}
+
+static uint64_t
+rb_get (const unsigned char *b, unsigned order, uint64_t i)
+{
+  switch (order)
+    {
+    case 6: return get_be64 (b + 8 * i);
+    case 5: return get_be32 (b + 4 * i);
+    case 4: return get_be16 (b + 2 * i);
+    case 3: return b[i];
+    default:
+      /* Sub-byte widths: entry 0 in the least significant bits. */
+      return (b[(i << order) / 8] >> ((i << order) % 8))
+        & ((1u << (1u << order)) - 1);
+    }
+}
+
+static void
+rb_put (unsigned char *b, unsigned order, uint64_t i, uint64_t v)
+{
+  unsigned mask, shift;
+
+  switch (order)
+    {
+    case 6: put_be64 (b + 8 * i, v); break;
+    case 5: put_be32 (b + 4 * i, (uint32_t) v); break;
+    case 4: put_be16 (b + 2 * i, (uint16_t) v); break;
+    case 3: b[i] = (unsigned char) v; break;
+    default:
+      mask = (1u << (1u << order)) - 1;
+      shift = (i << order) % 8;
+      b[(i << order) / 8] = (unsigned char)
+        ((b[(i << order) / 8] & ~(mask << shift)) | ((v & mask) << shift));
+      break;
+    }
+}
+
+/* Refcount blocks hold only increments or decrements already allowed to
+ * reach the disk (see qcow2_apply_pending_frees): write them any time. */
+static int
+rb_evict_dirty (void *opaque)
+{
+  struct qcow2_state *s = opaque;
+  int r;
+
+  r = qcow2_l2_cache_write_dirty (&s->rb, s->io);
+  s->unsynced = true;
+  return r;
+}
 
 /* The table was checked at open: <= 8 MiB and inside the file. */
 static int
@@ -35,16 +103,48 @@ load_reftable (struct qcow2_state *s)
   for (i = 0; i < n; i++)
     s->reftable[i] = get_be64 (&s->reftable[i]);
   s->reftable_entries = n;
+  s->rt_off = s->h.refcount_table_offset;
+  s->rt_clusters = s->h.refcount_table_clusters;
   return 0;
 }
 
-/* Refcount block at off into s->refblock, unless it is there already. */
-static int
-load_refblock (struct qcow2_state *s, uint64_t index, uint64_t off)
+int
+qcow2_refcount_init (struct qcow2_state *s)
 {
+  unsigned n;
   int r;
 
-  if (s->refblock && s->refblock_off == off)
+  if (s->reftable == NULL)
+    {
+      r = load_reftable (s);
+      if (r < 0)
+        return r;
+    }
+  if (s->rb_ready)
+    return 0;
+  n = REFBLOCK_CACHE_BYTES / s->cluster_size;
+  r = qcow2_l2_cache_init_n (&s->rb, s->cluster_size,
+                             MIN (n, REFBLOCK_CACHE_MAX_SLOTS));
+  if (r < 0)
+    return r;
+  s->rb.evict_dirty = rb_evict_dirty;
+  s->rb.opaque = s;
+  s->rb_ready = true;
+  return 0;
+}
+
+/* Refcount block number index, or NULL (*b) when it does not exist. */
+static int
+get_block (struct qcow2_state *s, uint64_t index, bool mut, unsigned char **b)
+{
+  uint64_t off;
+  int r;
+
+  *b = NULL;
+  if (index >= s->reftable_entries)
+    return 0;
+  off = s->reftable[index] & REFTABLE_OFFSET_MASK;
+  if (off == 0)
     return 0;
   if (!IS_ALIGNED (off, s->cluster_size))
     return set_image_error (s->name, EINVAL,
@@ -54,58 +154,275 @@ load_refblock (struct qcow2_state *s, uint64_t index, uint64_t off)
     return set_image_error (s->name, EINVAL,
                             "refcount table entry %" PRIu64 " points past "
                             "end of file (0x%" PRIx64 ")", index, off);
-  if (s->refblock == NULL)
-    {
-      s->refblock = malloc (s->cluster_size);
-      if (s->refblock == NULL)
-        return set_error (ENOMEM, "out of memory");
-    }
-  s->refblock_off = 0;
-  r = io_pread (s->io, s->refblock, s->cluster_size, off);
-  if (r < 0)
-    return r;
-  s->refblock_off = off;
-  return 0;
+  if (mut)
+    return qcow2_l2_cache_get_mut (&s->rb, s->io, off, b);
+  r = qcow2_l2_cache_get (&s->rb, s->io, off, (const unsigned char **) b);
+  return r;
 }
 
 int
 qcow2_get_refcount (struct qcow2_state *s, uint64_t cluster, uint64_t *rc)
 {
-  unsigned order = s->h.refcount_order;
-  /* log2 of the entries in one block: cluster bits + 3 - order >= 6 */
-  unsigned block_bits = s->h.cluster_bits + 3 - order;
-  uint64_t index = cluster >> block_bits, i, off;
-  const unsigned char *b;
+  unsigned bb = block_bits (s);
+  unsigned char *b;
   int r;
 
   *rc = 0;
-  if (s->reftable == NULL)
+  r = qcow2_refcount_init (s);
+  if (r < 0)
+    return r;
+  r = get_block (s, cluster >> bb, false, &b);
+  if (r < 0 || b == NULL)
+    return r;
+  *rc = rb_get (b, s->h.refcount_order, cluster & ((1ull << bb) - 1));
+  return 0;
+}
+
+static void
+rt_dirty (struct qcow2_state *s, uint64_t index)
+{
+  if (s->rt_dirty_hi == s->rt_dirty_lo)
     {
-      r = load_reftable (s);
+      s->rt_dirty_lo = index;
+      s->rt_dirty_hi = index + 1;
+      return;
+    }
+  s->rt_dirty_lo = MIN (s->rt_dirty_lo, index);
+  s->rt_dirty_hi = MAX (s->rt_dirty_hi, index + 1);
+}
+
+/*
+ * A bigger refcount table, in memory only: it reaches the disk (whole, at
+ * its new place, then the header) in qcow2_refcount_writeback, before any
+ * metadata that needs it. Until then the old table stays in use on disk.
+ */
+static int
+grow_reftable (struct qcow2_state *s, uint64_t need_index)
+{
+  uint64_t epc = s->cluster_size / 8, old_n = s->reftable_entries;
+  uint64_t new_n = MAX (need_index + 1, old_n + old_n / 2);
+  uint64_t ncl, t, i, *nt;
+  unsigned bb = block_bits (s);
+  int r;
+
+  for (;;)
+    {
+      ncl = DIV_ROUND_UP (new_n, epc);
+      if (ncl * s->cluster_size > QCOW2_MAX_REFTABLE_BYTES)
+        return set_image_error (s->name, EFBIG,
+                                "refcount table would exceed 8 MiB: "
+                                "image too large for cluster size %" PRIu32
+                                " and refcount width %u", s->cluster_size,
+                                1u << s->h.refcount_order);
+      r = qcow2_alloc_noref (s, ncl, &t);
+      if (r < 0)
+        return r;
+      /* Cover the table itself and the blocks that describe it, which
+       * land right after it. */
+      if (new_n >= ((t + ncl + 4) >> bb) + 1)
+        break;
+      new_n = ((t + ncl + 4) >> bb) + 1;
+    }
+  new_n = ncl * epc;
+  nt = calloc (new_n, sizeof *nt);
+  if (nt == NULL)
+    return set_error (ENOMEM, "out of memory");
+  memcpy (nt, s->reftable, old_n * sizeof *nt);
+  free (s->reftable);
+  s->reftable = nt;
+  s->reftable_entries = new_n;
+  /* A table that never reached the disk is simply dropped. */
+  if (s->rt_off != s->h.refcount_table_offset)
+    {
+      r = qcow2_free_later (s, s->rt_off >> s->h.cluster_bits,
+                            s->rt_clusters);
       if (r < 0)
         return r;
     }
-  if (index >= s->reftable_entries)
-    return 0;
-  off = s->reftable[index] & REFTABLE_OFFSET_MASK;
-  if (off == 0)
-    return 0;
-  r = load_refblock (s, index, off);
+  s->rt_off = t << s->h.cluster_bits;
+  s->rt_clusters = (uint32_t) ncl;
+  s->rt_dirty_lo = s->rt_dirty_hi = 0;
+  qcow2_note_file_end (s, (t + ncl) << s->h.cluster_bits);
+  for (i = 0; i < ncl; i++)
+    {
+      r = qcow2_refcount_add (s, t + i, 1);
+      if (r < 0)
+        return r;
+    }
+  return 0;
+}
+
+/* A new, empty refcount block for index: self-describing when it lands
+ * in the range it covers, else counted by another block. */
+static int
+new_block (struct qcow2_state *s, uint64_t index, unsigned char **b)
+{
+  unsigned bb = block_bits (s);
+  uint64_t c;
+  int r;
+
+  r = qcow2_alloc_noref (s, 1, &c);
   if (r < 0)
     return r;
-  b = s->refblock;
-  i = cluster & ((1ull << block_bits) - 1);
-  switch (order)
+  qcow2_note_file_end (s, (c + 1) << s->h.cluster_bits);
+  if ((c >> bb) != index)
     {
-    case 6: *rc = get_be64 (b + 8 * i); break;
-    case 5: *rc = get_be32 (b + 4 * i); break;
-    case 4: *rc = get_be16 (b + 2 * i); break;
-    case 3: *rc = b[i]; break;
-    default:
-      /* Sub-byte widths: bit 0 is the least significant bit. */
-      *rc = (b[(i << order) / 8] >> ((i << order) % 8))
-        & ((1u << (1u << order)) - 1);
-      break;
+      r = qcow2_refcount_add (s, c, 1);
+      if (r < 0)
+        return r;
+      /* That may have grown the table, never past index's entry. */
+    }
+  r = qcow2_l2_cache_get_new (&s->rb, s->io, c << s->h.cluster_bits, b);
+  if (r < 0)
+    return r;
+  if ((c >> bb) == index)
+    rb_put (*b, s->h.refcount_order, c & ((1ull << bb) - 1), 1);
+  s->reftable[index] = c << s->h.cluster_bits;
+  if (s->rt_off == s->h.refcount_table_offset)
+    rt_dirty (s, index);
+  return 0;
+}
+
+/* The block holding cluster's refcount, created if create. */
+static int
+block_for (struct qcow2_state *s, uint64_t cluster, bool create,
+           unsigned char **b)
+{
+  uint64_t index = cluster >> block_bits (s);
+  int r;
+
+  r = qcow2_refcount_init (s);
+  if (r < 0)
+    return r;
+  if (index >= s->reftable_entries && create)
+    {
+      r = grow_reftable (s, index);
+      if (r < 0)
+        return r;
+    }
+  r = get_block (s, index, true, b);
+  if (r < 0 || *b != NULL || !create)
+    return r;
+  return new_block (s, index, b);
+}
+
+int
+qcow2_refcount_add (struct qcow2_state *s, uint64_t cluster, int delta)
+{
+  unsigned bb = block_bits (s), order = s->h.refcount_order;
+  uint64_t i = cluster & ((1ull << bb) - 1), v;
+  unsigned char *b;
+  int r;
+
+  r = block_for (s, cluster, delta > 0, &b);
+  if (r < 0)
+    return r;
+  v = b ? rb_get (b, order, i) : 0;
+  if (delta < 0 && v == 0)
+    return set_image_error (s->name, EIO,
+                            "refcount of cluster 0x%" PRIx64 " would drop "
+                            "below zero (image corrupt?)",
+                            cluster << s->h.cluster_bits);
+  if (delta > 0 && v == refcount_max (s))
+    return set_image_error (s->name, ERANGE,
+                            "refcount of cluster 0x%" PRIx64 " would "
+                            "overflow %u bits", cluster << s->h.cluster_bits,
+                            1u << order);
+  rb_put (b, order, i, delta > 0 ? v + 1 : v - 1);
+  return 0;
+}
+
+int
+qcow2_refcount_set (struct qcow2_state *s, uint64_t cluster, uint64_t value)
+{
+  unsigned bb = block_bits (s);
+  unsigned char *b;
+  int r;
+
+  if (value > refcount_max (s))
+    return set_image_error (s->name, ERANGE,
+                            "refcount %" PRIu64 " does not fit in %u bits",
+                            value, 1u << s->h.refcount_order);
+  r = block_for (s, cluster, value != 0, &b);
+  if (r < 0 || b == NULL)
+    return r;
+  rb_put (b, s->h.refcount_order, cluster & ((1ull << bb) - 1), value);
+  return 0;
+}
+
+/* count entries of the in-memory table from first, big-endian, in one
+ * write at the table's place + first. */
+static int
+write_table_range (struct qcow2_state *s, uint64_t first, uint64_t count)
+{
+  uint64_t *buf, i;
+  int r;
+
+  buf = malloc (count * sizeof *buf);
+  if (buf == NULL)
+    return set_error (ENOMEM, "out of memory");
+  for (i = 0; i < count; i++)
+    put_be64 (&buf[i], s->reftable[first + i]);
+  r = qcow2_write (s, buf, count * sizeof *buf, s->rt_off + first * 8);
+  free (buf);
+  return r;
+}
+
+/* The moved table, then the header pointing at it; the old table is
+ * freed once that is durable (at the next flush). */
+static int
+commit_move (struct qcow2_state *s)
+{
+  uint64_t old_off = s->h.refcount_table_offset;
+  uint32_t old_clusters = s->h.refcount_table_clusters;
+  int r;
+
+  r = write_table_range (s, 0, s->reftable_entries);
+  if (r == 0)
+    r = qcow2_barrier (s);
+  if (r < 0)
+    return r;
+  s->h.refcount_table_offset = s->rt_off;
+  s->h.refcount_table_clusters = s->rt_clusters;
+  r = qcow2_write_header_fields (s);
+  if (r < 0)
+    {
+      s->h.refcount_table_offset = old_off;
+      s->h.refcount_table_clusters = old_clusters;
+      return r;
+    }
+  s->rt_dirty_lo = s->rt_dirty_hi = 0;
+  return qcow2_free_later (s, old_off >> s->h.cluster_bits, old_clusters);
+}
+
+int
+qcow2_refcount_writeback (struct qcow2_state *s)
+{
+  int r;
+
+  if (!s->rb_ready)
+    return 0;
+  if (s->rb.nb_dirty)
+    {
+      r = rb_evict_dirty (s);
+      if (r < 0)
+        return r;
+    }
+  if (s->rt_off != s->h.refcount_table_offset)
+    {
+      /* The blocks the table points to first. */
+      r = qcow2_barrier (s);
+      return r < 0 ? r : commit_move (s);
+    }
+  if (s->rt_dirty_hi > s->rt_dirty_lo)
+    {
+      r = qcow2_barrier (s);
+      if (r == 0)
+        r = write_table_range (s, s->rt_dirty_lo,
+                               s->rt_dirty_hi - s->rt_dirty_lo);
+      if (r < 0)
+        return r;
+      s->rt_dirty_lo = s->rt_dirty_hi = 0;
     }
   return 0;
 }
@@ -159,4 +476,7 @@ qcow2_free_refcounts (struct qcow2_state *s)
   s->reftable = NULL;
   s->refblock = NULL;
   s->reftable_entries = 0;
+  if (s->rb_ready)
+    qcow2_l2_cache_free (&s->rb);
+  s->rb_ready = false;
 }

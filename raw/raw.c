@@ -190,7 +190,8 @@ raw_resize (void *stp, uint64_t size)
 }
 
 static int
-raw_check (void *stp, unsigned flags, struct qc_check_result *res)
+raw_check (void *stp, unsigned flags, struct qc_check_result *res,
+           qc_check_report_cb report, void *opaque)
 {
   struct raw_state *st = stp;
 

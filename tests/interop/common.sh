@@ -10,6 +10,14 @@
 # qemu-img (and qemu-io when asked) or python3, makes a private temporary
 # directory $T and cd's into it.  Checks call `fail MSG` (counted, the script
 # goes on) and the script ends with `finish` (exit 1 if anything failed).
+#
+# Helpers: run_qchain (sets RC, OUT, ERR; time/memory bounds, sanitizer
+# reports fail), qimg / qio / qio_cmds (generators that must work), scatter
+# (seeded random writes), check_image / check_map / check_info /
+# check_compare (the three comparisons with qemu-img), check_outcome /
+# run_case / run_table / mk_valid (malformed images), qtool (python helper:
+# poke, peek, layout, gen, mkdata, map-cmp, info-cmp, pick-offsets).
+# $PYTHON is "python3 -I -S": standard library only, fast start-up.
 
 set -euo pipefail
 

@@ -3,8 +3,8 @@
 # Valid but unusual headers: dirty and corrupt bits, lazy refcounts, unknown
 # compatible and autoclear feature bits, unknown header extensions, a v3
 # header of 104 bytes (no compression type field) or longer than qemu
-# writes, a virtual size that is not a multiple of 512, persistent dirty
-# bitmaps, a 1 TiB sparse image, unusual backing
+# writes, a virtual size that is not a multiple of 512, zero-sized images,
+# persistent dirty bitmaps, a 1 TiB sparse image, unusual backing
 # file names.  info/map/compare must agree with qemu-img.
 set -euo pipefail
 . "${srcdir:-$(dirname "$0")/..}/interop/common.sh"
@@ -108,6 +108,17 @@ qtool poke shrunk.qcow2 24 8 $((3 * M + 65536))
 check_image shrunk.qcow2
 qimg create -f qcow2 -b shrunk.qcow2 -F qcow2 shrunk-top.qcow2 $((4 * M))
 check_image shrunk-top.qcow2
+
+say "zero-sized images (qcow2 and raw)"
+qimg create -f qcow2 empty.qcow2 0
+: >empty.raw
+check_map empty.qcow2
+check_map empty.raw raw
+check_info empty.qcow2
+check_info empty.raw raw
+CHECKS=$((CHECKS + 1))
+run_qchain compare -F raw empty.qcow2 empty.raw
+[ "$RC" -eq 0 ] || { fail "qchain compare -F raw empty.qcow2 empty.raw: exit $RC, expected 0"; show_err; }
 
 say "persistent dirty bitmaps (consistent, and with the autoclear bit cleared)"
 valid bm.qcow2

@@ -15,3 +15,5 @@ INTEROP_TESTS = \
 	tests/interop/compare.sh
 TESTS += $(INTEROP_TESTS)
 EXTRA_DIST += $(INTEROP_TESTS) tests/interop/common.sh
+TESTS += tests/interop/check-damaged.sh
+EXTRA_DIST += tests/interop/check-damaged.sh

@@ -4,10 +4,10 @@
 # symlink and other spellings), json: and protocol backing names (even when
 # a local file of that name exists), control characters and NUL in names,
 # missing backing files, unknown or missing backing formats, a raw file
-# declared qcow2, a directory, and chains deeper than the default limit of
-# 256 layers (256 is fine); the --max-depth, --allow-probe and
-# --backing-dir options.  Errors: one line naming the image, exit 1
-# (compare: 2).
+# declared qcow2, a directory, a FIFO, a character device, and chains deeper
+# than the default limit of 256 layers (256 is fine); the --max-depth,
+# --allow-probe and --backing-dir options.  Errors: one line naming the
+# image, exit 1 (compare: 2).
 set -euo pipefail
 . "${srcdir:-$(dirname "$0")/..}/interop/common.sh"
 setup io
@@ -218,6 +218,17 @@ for x in dotdot abs symlink; do
   check_outcome E "jail/$x.qcow2|$x.qcow2|out.qcow2" 1 "backing-dir, $x escapes" map --json --backing-dir jail jail/$x.qcow2
   check_outcome E "jail/$x.qcow2|$x.qcow2|out.qcow2" 2 "backing-dir, $x escapes" compare --backing-dir jail jail/$x.qcow2 outside/out.qcow2
 done
+
+say "backing files that are not files: a FIFO, a character device"
+mkfifo bfifo
+QC_TIMEOUT=5   # (opening a FIFO blocking hangs: fail fast)
+overlay backing-fifo bfifo raw
+run_case backing-fifo backing-fifo.qcow2 A E E E "backing-fifo.qcow2|bfifo"
+overlay backing-fifo-q bfifo qcow2
+run_case backing-fifo-q backing-fifo-q.qcow2 A E E E "backing-fifo-q.qcow2|bfifo"
+overlay backing-chardev /dev/zero raw
+run_case backing-chardev backing-chardev.qcow2 A E E E "backing-chardev.qcow2|/dev/zero"
+QC_TIMEOUT=20
 
 say "an empty backing name means no backing file (as qemu-img)"
 mk_backing_empty_name

@@ -4,6 +4,7 @@ MALFORMED_TESTS = \
 	tests/malformed/header.sh \
 	tests/malformed/tables.sh \
 	tests/malformed/chains.sh \
-	tests/malformed/fuzz.sh
+	tests/malformed/fuzz.sh \
+	tests/malformed/usage.sh
 TESTS += $(MALFORMED_TESTS)
 EXTRA_DIST += $(MALFORMED_TESTS)

@@ -1,0 +1,651 @@
+/* crash-sim: crash simulation of the qcow2 write path on the in-memory
+ * backend.
+ *
+ *   crash-sim [options] OUTDIR
+ *
+ * Creates a small qcow2 image in memory (qcow2_format.create), runs a
+ * deterministic sequence of operations (partial and multi-cluster writes,
+ * write-zeroes, discards, compressed writes, flushes; enough to allocate L2
+ * tables and refcount blocks) and counts the writes W that reach the io.
+ * Then for each crash point N in 0..W (all of them up to --dense, then a
+ * stride so that at most --max-points are taken) it replays the sequence
+ * from scratch with io_mem_set_write_limit (io, N): only the first N writes
+ * land. What landed is written to OUTDIR/PREFIX-N.qcow2 (an image equal to
+ * the previous point's is not written again) and checked here:
+ *   - it opens and its whole guest view reads without error;
+ *   - every byte equals the guest view at the last flush that completed
+ *     before the crash, or a value some later operation (up to the one in
+ *     flight) wrote there (zero/discard: 0);
+ *   - when the driver has a check op: no corruption, no check error.
+ * OUTDIR/PREFIX.list gets "N FILE" for every image written, for the
+ * script (qemu-img check, qchain check, qchain check --repair leaks).
+ *
+ * --range A:B handles only the sample points with index A..B-1 (the script
+ * runs batches so that the files of one batch at a time exist on disk).
+ * --backing writes OUTDIR/PREFIX-backing.raw (a raw backing file, shorter
+ * than the image) and records it as the image's backing file.
+ *
+ * Exit 0 when every check passed, 1 otherwise (details on stderr). */
+#include <config.h>
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chain.h"
+#include "format.h"
+#include "io.h"
+#include "qchain.h"
+#include "wtest.h"
+
+enum op_type { OP_WRITE, OP_COMPRESSED, OP_ZERO, OP_DISCARD, OP_FLUSH };
+static const char *const op_names[] = {
+  "pwrite", "pwrite_compressed", "zero", "discard", "flush",
+};
+
+struct op {
+  enum op_type type;
+  uint64_t off, len;
+  unsigned char *data;           /* write ops */
+};
+
+static struct {
+  uint32_t cluster_size, refcount_bits, version;
+  bool extended_l2, zstd, compressed, backing;
+  uint64_t size, seed, nops;
+  uint64_t dense, max_points;
+  uint64_t range_a, range_b;
+  const char *prefix;
+  bool verbose;
+} o = {
+  .cluster_size = 65536, .refcount_bits = 16, .version = 3,
+  .size = 4 << 20, .seed = 1, .nops = 60, .dense = 2000, .max_points = 3000,
+  .range_a = 0, .range_b = UINT64_MAX, .prefix = "crash",
+};
+
+static const char *outdir;
+static struct op *ops;
+static uint64_t nops;
+static uint32_t sub;
+static unsigned char *backing_data;
+static uint64_t backing_len;
+static char *backing_name;         /* as recorded in the header */
+static uint64_t failures;
+
+/* The guest view after each flush op (and before op 0): flush_model[k]
+ * is the model when op flush_op[k] completed (flush_op[0] = -1). */
+static unsigned char **flush_model;
+static int64_t *flush_op;
+static size_t nflush;
+
+/* Writes counted at the end of each op, in the full run; open_writes
+ * after the open, total after the close. */
+static uint64_t *w_end;
+static uint64_t open_writes, total_writes;
+
+static void
+usage (void)
+{
+  fprintf (stderr,
+    "usage: crash-sim [--cluster-size N] [--refcount-bits N] [--compat 0.10|1.1]\n"
+    "         [--extended-l2] [--zstd] [--compressed] [--backing] [--size N]\n"
+    "         [--ops N] [--seed S] [--dense N] [--max-points N] [--range A:B]\n"
+    "         [--prefix NAME] [--verbose] OUTDIR\n");
+  exit (2);
+}
+
+static void
+parse_options (int argc, char **argv)
+{
+  enum { O_CS = 256, O_RB, O_COMPAT, O_EXTL2, O_ZSTD, O_COMP, O_BACK, O_SIZE,
+         O_OPS, O_SEED, O_DENSE, O_MAXP, O_RANGE, O_PREFIX, O_VERBOSE };
+  static const struct option lo[] = {
+    { "cluster-size", required_argument, NULL, O_CS },
+    { "refcount-bits", required_argument, NULL, O_RB },
+    { "compat", required_argument, NULL, O_COMPAT },
+    { "extended-l2", no_argument, NULL, O_EXTL2 },
+    { "zstd", no_argument, NULL, O_ZSTD },
+    { "compressed", no_argument, NULL, O_COMP },
+    { "backing", no_argument, NULL, O_BACK },
+    { "size", required_argument, NULL, O_SIZE },
+    { "ops", required_argument, NULL, O_OPS },
+    { "seed", required_argument, NULL, O_SEED },
+    { "dense", required_argument, NULL, O_DENSE },
+    { "max-points", required_argument, NULL, O_MAXP },
+    { "range", required_argument, NULL, O_RANGE },
+    { "prefix", required_argument, NULL, O_PREFIX },
+    { "verbose", no_argument, NULL, O_VERBOSE },
+    { NULL, 0, NULL, 0 },
+  };
+  int c;
+
+  while ((c = getopt_long (argc, argv, "", lo, NULL)) != -1) {
+    switch (c) {
+    case O_CS: o.cluster_size = (uint32_t) wt_parse_size (optarg); break;
+    case O_RB: o.refcount_bits = (uint32_t) strtoul (optarg, NULL, 10); break;
+    case O_COMPAT:
+      if (strcmp (optarg, "0.10") == 0)
+        o.version = 2;
+      else if (strcmp (optarg, "1.1") == 0)
+        o.version = 3;
+      else
+        usage ();
+      break;
+    case O_EXTL2: o.extended_l2 = true; break;
+    case O_ZSTD: o.zstd = true; break;
+    case O_COMP: o.compressed = true; break;
+    case O_BACK: o.backing = true; break;
+    case O_SIZE: o.size = wt_parse_size (optarg); break;
+    case O_OPS: o.nops = strtoull (optarg, NULL, 0); break;
+    case O_SEED: o.seed = strtoull (optarg, NULL, 0); break;
+    case O_DENSE: o.dense = strtoull (optarg, NULL, 0); break;
+    case O_MAXP: o.max_points = strtoull (optarg, NULL, 0); break;
+    case O_RANGE:
+      if (sscanf (optarg, "%" SCNu64 ":%" SCNu64, &o.range_a, &o.range_b) != 2)
+        usage ();
+      break;
+    case O_PREFIX: o.prefix = optarg; break;
+    case O_VERBOSE: o.verbose = true; break;
+    default: usage ();
+    }
+  }
+  if (optind + 1 != argc)
+    usage ();
+  outdir = argv[optind];
+}
+
+/* ---- the operation sequence ------------------------------------------- */
+
+static void
+gen_ops (void)
+{
+  struct wt_rng r = { .s = o.seed * 0x9e3779b97f4a7c15ULL + 7 };
+  uint64_t cs = o.cluster_size, nclusters = (o.size + cs - 1) / cs, i;
+  uint64_t since_flush = 0;
+
+  nops = o.nops + 1;
+  ops = calloc (nops, sizeof *ops);
+  if (ops == NULL)
+    wt_die ("out of memory");
+  for (i = 0; i + 1 < nops; i++) {
+    struct op *p = &ops[i];
+    unsigned k = (unsigned) wt_below (&r, 100);
+    uint64_t c0 = wt_below (&r, nclusters);
+
+    if (since_flush >= 4 && wt_below (&r, 100) < 25) {
+      p->type = OP_FLUSH;
+      since_flush = 0;
+      continue;
+    }
+    since_flush++;
+    if (k < 14) {                          /* zero, often sub-cluster */
+      p->type = OP_ZERO;
+    }
+    else if (k < 26) {
+      p->type = OP_DISCARD;
+    }
+    else if (k < 40 && o.compressed) {
+      p->type = OP_COMPRESSED;
+      p->off = c0 * cs;
+      p->len = cs * (1 + wt_below (&r, 2));
+    }
+    else if (k < 52) {                     /* big: grows the file */
+      p->type = OP_WRITE;
+      p->off = c0 * cs + (wt_below (&r, 2) ? 0 : wt_below (&r, cs));
+      p->len = cs * (4 + wt_below (&r, 28)) + wt_below (&r, 2) * wt_below (&r, cs);
+      if (p->len > (1 << 20))
+        p->len = (1 << 20) + wt_below (&r, 4096);
+    }
+    else {                                 /* small or partial */
+      p->type = OP_WRITE;
+      switch (wt_below (&r, 5)) {
+      case 0: p->off = c0 * cs + wt_below (&r, cs); p->len = 1 + wt_below (&r, 700); break;
+      case 1: p->off = c0 * cs + sub * wt_below (&r, cs / sub); p->len = sub; break;
+      case 2: p->off = c0 * cs + cs / 2; p->len = cs; break;
+      case 3: p->off = c0 * cs; p->len = cs; break;
+      default: p->off = c0 * cs + cs - 100; p->len = 200 + wt_below (&r, 3 * cs); break;
+      }
+    }
+    if (p->type == OP_ZERO || p->type == OP_DISCARD) {
+      if (wt_below (&r, 2)) {
+        p->off = c0 * cs;
+        p->len = cs * (1 + wt_below (&r, 4));
+      }
+      else {
+        p->off = c0 * cs + sub * wt_below (&r, cs / sub);
+        p->len = sub * (1 + wt_below (&r, 3)) + (wt_below (&r, 3) ? 0 : 77);
+      }
+    }
+    if (p->off >= o.size)
+      p->off = o.size - 1;
+    if (p->len > o.size - p->off)
+      p->len = o.size - p->off;
+    if (p->type == OP_WRITE || p->type == OP_COMPRESSED) {
+      enum wt_fill f = (enum wt_fill) wt_below (&r, WT_NFILL);
+      if (p->type == OP_COMPRESSED && f == WT_RANDOM && wt_below (&r, 2))
+        f = WT_PHRASES;
+      p->data = malloc (p->len);
+      if (p->data == NULL)
+        wt_die ("out of memory");
+      wt_fill (&r, p->data, p->len, f);
+    }
+  }
+  ops[nops - 1].type = OP_FLUSH;           /* the final flush */
+}
+
+static void
+apply_model (unsigned char *m, const struct op *p)
+{
+  if (p->type == OP_WRITE || p->type == OP_COMPRESSED)
+    memcpy (m + p->off, p->data, p->len);
+  else if (p->type == OP_ZERO || p->type == OP_DISCARD)
+    memset (m + p->off, 0, p->len);
+}
+
+static void
+build_models (void)
+{
+  unsigned char *m = calloc (1, o.size);
+  uint64_t i;
+
+  if (m == NULL)
+    wt_die ("out of memory");
+  if (backing_data)
+    memcpy (m, backing_data, backing_len < o.size ? backing_len : o.size);
+  flush_model = calloc (nops + 1, sizeof *flush_model);
+  flush_op = calloc (nops + 1, sizeof *flush_op);
+  if (!flush_model || !flush_op)
+    wt_die ("out of memory");
+  flush_model[0] = malloc (o.size);
+  memcpy (flush_model[0], m, o.size);
+  flush_op[0] = -1;
+  nflush = 1;
+  for (i = 0; i < nops; i++) {
+    apply_model (m, &ops[i]);
+    if (ops[i].type == OP_FLUSH) {
+      flush_model[nflush] = malloc (o.size);
+      if (flush_model[nflush] == NULL)
+        wt_die ("out of memory");
+      memcpy (flush_model[nflush], m, o.size);
+      flush_op[nflush++] = (int64_t) i;
+    }
+  }
+  free (m);
+}
+
+/* ---- the backing file ------------------------------------------------- */
+
+static void
+make_backing (void)
+{
+  struct wt_rng r = { .s = o.seed + 99 };
+  char *path;
+  uint64_t off;
+  int e;
+
+  backing_len = o.size * 3 / 4 / 512 * 512 + 512;    /* short backing */
+  backing_data = calloc (1, backing_len);
+  if (backing_data == NULL)
+    wt_die ("out of memory");
+  for (off = 0; off < backing_len; off += 4096) {
+    uint64_t n = backing_len - off < 4096 ? backing_len - off : 4096;
+    if (wt_below (&r, 4) != 0)
+      wt_fill (&r, backing_data + off, n, (enum wt_fill) wt_below (&r, WT_NFILL));
+  }
+  if (asprintf (&backing_name, "%s-backing.raw", o.prefix) < 0
+      || asprintf (&path, "%s/%s", outdir, backing_name) < 0)
+    wt_die ("out of memory");
+  e = wt_write_file (path, backing_data, backing_len);
+  if (e < 0)
+    wt_die ("%s: %s", path, strerror (-e));
+  free (path);
+}
+
+static int
+backing_read (void *opaque, void *buf, size_t n, uint64_t off)
+{
+  size_t take = 0;
+
+  (void) opaque;
+  if (off < backing_len)
+    take = backing_len - off < n ? (size_t) (backing_len - off) : n;
+  if (take)
+    memcpy (buf, backing_data + off, take);
+  memset ((char *) buf + take, 0, n - take);
+  return 0;
+}
+
+/* ---- replaying -------------------------------------------------------- */
+
+/* Run the sequence with only the first `limit` writes landing; in the
+ * full run (record) note the writes at each op's end. Stops at the first
+ * op that starts when the limit is already reached. The io holds what
+ * landed. */
+static struct io *
+replay (uint64_t limit, bool record)
+{
+  struct create_params p = {
+    .size = o.size, .version = o.version, .cluster_size = o.cluster_size,
+    .refcount_bits = o.refcount_bits, .extended_l2 = o.extended_l2,
+    .zstd = o.zstd, .backing = backing_name,
+    .backing_format = backing_name ? "raw" : NULL,
+  };
+  struct backing_reader br = { .read = backing_read };
+  struct io *io;
+  void *st;
+  uint64_t i;
+  int r;
+
+  WT_CALL ("io_open_mem", io_open_mem ("crash.qcow2", NULL, 0, &io));
+  WT_CALL ("qcow2_format.create", qcow2_format.create (io, &p));
+  io_mem_set_write_limit (io, limit);
+  r = qcow2_format.open (io, FMT_OPEN_WRITE, &st);
+  if (r < 0) {
+    if (io_mem_writes (io) < limit)
+      wt_die ("open for writing (limit %" PRIu64 "): %s", limit, wt_err ());
+    return io;
+  }
+  if (backing_name)
+    qcow2_format.set_backing_reader (st, &br);
+  if (record)
+    open_writes = io_mem_writes (io);
+  for (i = 0; i < nops && io_mem_writes (io) < limit; i++) {
+    const struct op *q = &ops[i];
+
+    switch (q->type) {
+    case OP_WRITE:
+      r = qcow2_format.pwrite (st, q->data, q->len, q->off);
+      break;
+    case OP_COMPRESSED:
+      r = qcow2_format.pwrite_compressed (st, q->data, q->len, q->off);
+      break;
+    case OP_ZERO:
+      r = qcow2_format.zero (st, q->off, q->len);
+      break;
+    case OP_DISCARD:
+      r = qcow2_format.discard (st, q->off, q->len);
+      break;
+    default:
+      r = qcow2_format.flush (st);
+      break;
+    }
+    if (r < 0 && io_mem_writes (io) < limit)
+      wt_die ("op %" PRIu64 " (%s %" PRIu64 "+%" PRIu64 ") failed before the "
+              "crash point %" PRIu64 ": %s", i, op_names[q->type], q->off,
+              q->len, limit, wt_err ());
+    if (r < 0)
+      break;                /* after the crash: what it did no longer matters */
+    if (record)
+      w_end[i] = io_mem_writes (io);
+  }
+  qcow2_format.close (st);
+  if (record)
+    total_writes = io_mem_writes (io);
+  return io;
+}
+
+/* ---- checking one crash point ---------------------------------------- */
+
+static uint64_t
+fnv (const unsigned char *p, size_t n)
+{
+  uint64_t h = 0xcbf29ce484222325ULL;
+  size_t i;
+
+  for (i = 0; i < n; i++)
+    h = (h ^ p[i]) * 0x100000001b3ULL;
+  return h ^ n;
+}
+
+/* Report a failure at crash point n. */
+static void
+point_fail (uint64_t n, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+
+static void
+point_fail (uint64_t n, const char *fmt, ...)
+{
+  va_list ap;
+
+  failures++;
+  if (failures > 40)
+    return;
+  fprintf (stderr, "crash-sim: FAIL: crash after write %" PRIu64 " of %"
+           PRIu64 ": ", n, total_writes);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fputc ('\n', stderr);
+}
+
+/* The op in flight at crash point n (nops if none: after the close). */
+static uint64_t
+op_at (uint64_t n)
+{
+  uint64_t i;
+
+  for (i = 0; i < nops; i++)
+    if (w_end[i] > n)
+      return i;
+  return nops;
+}
+
+static void
+check_view (uint64_t n, const unsigned char *view)
+{
+  size_t f = 0, k;
+  uint64_t i, b, bad = 0, inflight = op_at (n);
+  const unsigned char *base;
+  int64_t first_cand = 0, last_cand = -1;
+
+  /* the last flush completed: all its writes landed */
+  for (k = 1; k < nflush; k++)
+    if (w_end[flush_op[k]] <= n)
+      f = k;
+  base = flush_model[f];
+  /* ops that may have put bytes on disk: after that flush, started before
+   * the crash (some write at or after their start landed) */
+  first_cand = flush_op[f] + 1;
+  for (i = (uint64_t) first_cand; i < nops; i++) {
+    uint64_t start = i == 0 ? open_writes : w_end[i - 1];
+    if (start < n)
+      last_cand = (int64_t) i;
+  }
+  for (b = 0; b < o.size; b++) {
+    int64_t j;
+    bool ok = false;
+
+    if (view[b] == base[b])
+      continue;
+    for (j = last_cand; j >= first_cand && !ok; j--) {
+      const struct op *q = &ops[j];
+      if (b < q->off || b >= q->off + q->len)
+        continue;
+      if (q->type == OP_WRITE || q->type == OP_COMPRESSED)
+        ok = q->data[b - q->off] == view[b];
+      else if (q->type == OP_ZERO || q->type == OP_DISCARD)
+        ok = view[b] == 0;
+    }
+    if (!ok) {
+      if (bad++ == 0) {
+        char cands[512] = "";
+        size_t used = 0;
+        for (j = first_cand; j <= last_cand && used < sizeof cands - 64; j++)
+          if (b >= ops[j].off && b < ops[j].off + ops[j].len)
+            used += (size_t) snprintf (cands + used, sizeof cands - used,
+                                       " #%" PRId64 " %s %" PRIu64 "+%" PRIu64,
+                                       j, op_names[ops[j].type], ops[j].off,
+                                       ops[j].len);
+        point_fail (n, "guest byte %" PRIu64 " reads 0x%02x: not the value "
+                    "at the last completed flush (op #%" PRId64 ": 0x%02x) "
+                    "nor one written since (op in flight #%" PRIu64
+                    "; ops since the flush covering it:%s)", b, view[b],
+                    flush_op[f], base[b], inflight,
+                    cands[0] ? cands : " none");
+      }
+    }
+  }
+  if (bad > 1)
+    fprintf (stderr, "crash-sim:   (%" PRIu64 " such bytes at this point)\n",
+             bad);
+}
+
+/* Open what landed at point n (written to path) and check it. */
+static void
+check_image (uint64_t n, const char *path)
+{
+  struct chain_policy pol = { .format = "qcow2" };
+  struct chain *c;
+  unsigned char *view;
+  int r;
+
+  r = chain_open (path, &pol, &c);
+  if (r < 0) {
+    point_fail (n, "%s does not open: %s", path, wt_err ());
+    return;
+  }
+  if (c->layers[0].info.virtual_size != o.size)
+    point_fail (n, "%s: virtual size %" PRIu64 ", expected %" PRIu64, path,
+                c->layers[0].info.virtual_size, o.size);
+  view = malloc (o.size);
+  if (view == NULL)
+    wt_die ("out of memory");
+  r = chain_read (c, 0, view, o.size, 0);
+  if (r < 0)
+    point_fail (n, "%s: reading the guest view failed: %s", path, wt_err ());
+  else
+    check_view (n, view);
+  free (view);
+  if (c->layers[0].ops->check) {
+    struct qc_check_result res = { .struct_size = sizeof res };
+    r = c->layers[0].ops->check (c->layers[0].st, 0, &res, NULL, NULL);
+    if (r < 0)
+      point_fail (n, "%s: the driver's check could not finish: %s", path,
+                  wt_err ());
+    else if (res.corruptions || res.check_errors)
+      point_fail (n, "%s: the driver's check finds %" PRIu64 " corruptions, %"
+                  PRIu64 " check errors (%" PRIu64 " leaks)", path,
+                  res.corruptions, res.check_errors, res.leaks);
+  }
+  chain_close (c);
+}
+
+int
+main (int argc, char **argv)
+{
+  uint64_t *points, npoints = 0, i, stride, prev_hash = 0, written = 0;
+  uint64_t checked = 0, have_prev = 0;
+  char *listpath;
+  FILE *list;
+
+  wt_prog = "crash-sim";
+  parse_options (argc, argv);
+  if (qcow2_format.create == NULL || qcow2_format.pwrite == NULL
+      || qcow2_format.zero == NULL || qcow2_format.discard == NULL
+      || qcow2_format.flush == NULL || qcow2_format.set_backing_reader == NULL
+      || (o.compressed && qcow2_format.pwrite_compressed == NULL))
+    wt_die ("the qcow2 driver lacks a write op this test needs (NULL)");
+  sub = o.extended_l2 ? o.cluster_size / 32 : o.cluster_size;
+  if (o.backing)
+    make_backing ();
+  gen_ops ();
+  build_models ();
+
+  /* The full run: how many writes, and where each op ends. */
+  w_end = calloc (nops, sizeof *w_end);
+  if (w_end == NULL)
+    wt_die ("out of memory");
+  {
+    struct io *io = replay (UINT64_MAX, true);
+    char *path;
+    if (asprintf (&path, "%s/%s-full.qcow2", outdir, o.prefix) < 0)
+      wt_die ("out of memory");
+    {
+      size_t len;
+      const unsigned char *d = io_mem_data (io, &len);
+      int e = wt_write_file (path, d, len);
+      if (e < 0)
+        wt_die ("%s: %s", path, strerror (-e));
+    }
+    /* The replays assume the library does the same writes each time. */
+    {
+      struct io *again = replay (total_writes, false);
+      size_t l1, l2;
+      const unsigned char *d1 = io_mem_data (io, &l1);
+      const unsigned char *d2 = io_mem_data (again, &l2);
+      if (l1 != l2 || memcmp (d1, d2, l1) != 0)
+        wt_die ("the library is not deterministic: a replay of the same "
+                "operations persists other bytes (%zu vs %zu bytes)", l1, l2);
+      io_close (again);
+    }
+    io_close (io);
+    /* The complete run must read as the final model. */
+    check_image (total_writes, path);
+    free (path);
+  }
+
+  /* The sample: every point up to dense, then a stride. */
+  points = malloc ((total_writes + 1) * sizeof *points);
+  if (points == NULL)
+    wt_die ("out of memory");
+  stride = 1;
+  if (total_writes + 1 > o.max_points && o.max_points > o.dense)
+    stride = (total_writes + 1 - o.dense) / (o.max_points - o.dense) + 1;
+  for (i = 0; i <= total_writes; i += i < o.dense ? 1 : stride)
+    points[npoints++] = i;
+  if (points[npoints - 1] != total_writes)
+    points[npoints++] = total_writes;
+
+  if (asprintf (&listpath, "%s/%s.list", outdir, o.prefix) < 0)
+    wt_die ("out of memory");
+  list = fopen (listpath, "w");
+  if (list == NULL)
+    wt_die ("%s: %m", listpath);
+  for (i = o.range_a; i < npoints && i < o.range_b; i++) {
+    uint64_t n = points[i], h;
+    struct io *io = replay (n, false);
+    size_t len;
+    const unsigned char *d = io_mem_data (io, &len);
+    char *path;
+
+    h = fnv (d, len);
+    checked++;
+    if (have_prev && h == prev_hash) {
+      io_close (io);
+      continue;                  /* the same image as the previous point */
+    }
+    have_prev = 1;
+    prev_hash = h;
+    if (asprintf (&path, "%s/%s-%06" PRIu64 ".qcow2", outdir, o.prefix, n) < 0)
+      wt_die ("out of memory");
+    {
+      int e = wt_write_file (path, d, len);
+      if (e < 0)
+        wt_die ("%s: %s", path, strerror (-e));
+    }
+    io_close (io);
+    check_image (n, path);
+    fprintf (list, "%" PRIu64 " %s\n", n, path);
+    written++;
+    if (o.verbose)
+      fprintf (stderr, "point %" PRIu64 ": %zu bytes\n", n, len);
+    free (path);
+  }
+  fclose (list);
+  printf ("crash-sim %s: cluster %" PRIu32 " refcount_bits %" PRIu32
+          " v%" PRIu32 "%s%s%s: %" PRIu64 " ops, %" PRIu64 " writes, %"
+          PRIu64 " sample points (stride %" PRIu64 "), checked %" PRIu64
+          " (%" PRIu64 " distinct images), %" PRIu64 " failures\n",
+          o.prefix, o.cluster_size, o.refcount_bits, o.version,
+          o.extended_l2 ? " extended_l2" : "",
+          o.compressed ? (o.zstd ? " compressed(zstd)" : " compressed") : "",
+          o.backing ? " backing" : "", nops, total_writes, npoints, stride,
+          checked, written, failures);
+  free (listpath);
+  free (points);
+  return failures ? 1 : 0;
+}
