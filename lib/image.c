@@ -102,6 +102,29 @@ qc_get_info (struct qc_image *img, int depth, struct qc_info *info)
   return 0;
 }
 
+/* The layer at depth if it has snapshot (or bitmap) number index. */
+static int
+find_item (struct qc_image *img, int depth, uint32_t index, bool bitmap,
+           struct layer **lp)
+{
+  struct layer *l;
+  uint32_t n;
+  bool op;
+  int r;
+
+  r = check_depth (img, depth);
+  if (r < 0)
+    return r;
+  l = &img->chain->layers[depth];
+  n = bitmap ? l->info.nb_bitmaps : l->info.nb_snapshots;
+  op = bitmap ? l->ops->bitmap != NULL : l->ops->snapshot != NULL;
+  if (!op || index >= n)
+    return set_image_error (l->path, ENOENT, "no %s number %" PRIu32,
+                            bitmap ? "bitmap" : "snapshot", index);
+  *lp = l;
+  return 0;
+}
+
 int
 qc_get_snapshot (struct qc_image *img, int depth, uint32_t index,
                  struct qc_snapshot_info *out)
@@ -111,14 +134,9 @@ qc_get_snapshot (struct qc_image *img, int depth, uint32_t index,
   int r;
 
   clear_error ();
-  r = check_depth (img, depth);
-  if (r < 0)
-    return public_error (r);
-  l = &img->chain->layers[depth];
-  if (l->ops->snapshot == NULL || index >= l->info.nb_snapshots)
-    return public_error (set_image_error (l->path, ENOENT,
-                                          "no snapshot number %" PRIu32, index));
-  r = l->ops->snapshot (l->st, index, &s);
+  r = find_item (img, depth, index, false, &l);
+  if (r == 0)
+    r = l->ops->snapshot (l->st, index, &s);
   if (r < 0)
     return public_error (r);
   copy_sized (out, out->struct_size, &s, sizeof s);
@@ -134,14 +152,9 @@ qc_get_bitmap (struct qc_image *img, int depth, uint32_t index,
   int r;
 
   clear_error ();
-  r = check_depth (img, depth);
-  if (r < 0)
-    return public_error (r);
-  l = &img->chain->layers[depth];
-  if (l->ops->bitmap == NULL || index >= l->info.nb_bitmaps)
-    return public_error (set_image_error (l->path, ENOENT,
-                                          "no bitmap number %" PRIu32, index));
-  r = l->ops->bitmap (l->st, index, &b);
+  r = find_item (img, depth, index, true, &l);
+  if (r == 0)
+    r = l->ops->bitmap (l->st, index, &b);
   if (r < 0)
     return public_error (r);
   copy_sized (out, out->struct_size, &b, sizeof b);
