@@ -260,20 +260,6 @@ inc_refs (struct ck *c, uint64_t off, uint64_t size, uint64_t k)
 
 /* ---- on-disk refcounts ---------------------------------------------- */
 
-static uint64_t
-rc_entry (const unsigned char *b, unsigned order, uint64_t i)
-{
-  switch (order)
-    {
-    case 6: return get_be64 (b + 8 * i);
-    case 5: return get_be32 (b + 4 * i);
-    case 4: return get_be16 (b + 2 * i);
-    case 3: return b[i];
-    default:
-      return (b[(i << order) / 8] >> ((i << order) % 8))
-        & ((1u << (1u << order)) - 1);
-    }
-}
 
 static int
 load_reftable (struct ck *c)
@@ -353,7 +339,7 @@ ondisk_refcount (struct ck *c, uint64_t i, uint64_t *rc)
   *rc = 0;
   r = ondisk_block (c, i >> c->rb_bits, &b);
   if (r == 0 && b)
-    *rc = rc_entry (b, c->s->h.refcount_order,
+    *rc = qcow2_rb_get (b, c->s->h.refcount_order,
                     i & ((1ull << c->rb_bits) - 1));
   return r;
 }
@@ -904,7 +890,7 @@ compare (struct ck *c)
         }
       for (i = bi << c->rb_bits; i < end; i++)
         {
-          uint64_t ondisk = b ? rc_entry (b, order, i & (per_block - 1)) : 0;
+          uint64_t ondisk = b ? qcow2_rb_get (b, order, i & (per_block - 1)) : 0;
           uint64_t expected = exp_get (c, i);
 
           if (ondisk || expected)

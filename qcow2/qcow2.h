@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "byte-order.h"
 #include "format.h"
 #include "io.h"
 
@@ -257,8 +258,6 @@ struct qcow2_state {
   /* Refcounts, read only on demand (reading data never needs them). */
   uint64_t *reftable;            /* host order, reftable_entries entries */
   uint64_t reftable_entries;
-  unsigned char *refblock;       /* the last refcount block read */
-  uint64_t refblock_off;
   bool prealloc_checked;
   bool metadata_prealloc;
 
@@ -373,6 +372,44 @@ int qcow2_snapshot_op (void *st, uint32_t index, struct qc_snapshot_info *out);
 /* bitmap.c: the directory is read on the first bitmap() call. */
 void qcow2_free_bitmaps (struct qcow2_state *s);
 int qcow2_bitmap_op (void *st, uint32_t index, struct qc_bitmap_info *out);
+
+/* Entry i of a refcount block of width 1 << order bits (any order 0..6). */
+static inline uint64_t
+qcow2_rb_get (const unsigned char *b, unsigned order, uint64_t i)
+{
+  switch (order)
+    {
+    case 6: return get_be64 (b + 8 * i);
+    case 5: return get_be32 (b + 4 * i);
+    case 4: return get_be16 (b + 2 * i);
+    case 3: return b[i];
+    default:
+      /* Sub-byte widths: entry 0 in the least significant bits. */
+      return (b[(i << order) / 8] >> ((i << order) % 8))
+        & ((1u << (1u << order)) - 1);
+    }
+}
+
+
+static inline void
+qcow2_rb_put (unsigned char *b, unsigned order, uint64_t i, uint64_t v)
+{
+  unsigned mask, shift;
+
+  switch (order)
+    {
+    case 6: put_be64 (b + 8 * i, v); break;
+    case 5: put_be32 (b + 4 * i, (uint32_t) v); break;
+    case 4: put_be16 (b + 2 * i, (uint16_t) v); break;
+    case 3: b[i] = (unsigned char) v; break;
+    default:
+      mask = (1u << (1u << order)) - 1;
+      shift = (i << order) % 8;
+      b[(i << order) / 8] = (unsigned char)
+        ((b[(i << order) / 8] & ~(mask << shift)) | ((v & mask) << shift));
+      break;
+    }
+}
 
 /* refcount.c: the refcount of host cluster `cluster` (0 past the table). */
 int qcow2_get_refcount (struct qcow2_state *s, uint64_t cluster,

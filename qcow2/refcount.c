@@ -32,41 +32,6 @@ refcount_max (const struct qcow2_state *s)
   return bits == 64 ? UINT64_MAX : (1ull << bits) - 1;
 }
 
-static uint64_t
-rb_get (const unsigned char *b, unsigned order, uint64_t i)
-{
-  switch (order)
-    {
-    case 6: return get_be64 (b + 8 * i);
-    case 5: return get_be32 (b + 4 * i);
-    case 4: return get_be16 (b + 2 * i);
-    case 3: return b[i];
-    default:
-      /* Sub-byte widths: entry 0 in the least significant bits. */
-      return (b[(i << order) / 8] >> ((i << order) % 8))
-        & ((1u << (1u << order)) - 1);
-    }
-}
-
-static void
-rb_put (unsigned char *b, unsigned order, uint64_t i, uint64_t v)
-{
-  unsigned mask, shift;
-
-  switch (order)
-    {
-    case 6: put_be64 (b + 8 * i, v); break;
-    case 5: put_be32 (b + 4 * i, (uint32_t) v); break;
-    case 4: put_be16 (b + 2 * i, (uint16_t) v); break;
-    case 3: b[i] = (unsigned char) v; break;
-    default:
-      mask = (1u << (1u << order)) - 1;
-      shift = (i << order) % 8;
-      b[(i << order) / 8] = (unsigned char)
-        ((b[(i << order) / 8] & ~(mask << shift)) | ((v & mask) << shift));
-      break;
-    }
-}
 
 /* Refcount blocks hold only increments or decrements already allowed to
  * reach the disk (see qcow2_apply_pending_frees): write them any time. */
@@ -174,7 +139,7 @@ qcow2_get_refcount (struct qcow2_state *s, uint64_t cluster, uint64_t *rc)
   r = get_block (s, cluster >> bb, false, &b);
   if (r < 0 || b == NULL)
     return r;
-  *rc = rb_get (b, s->h.refcount_order, cluster & ((1ull << bb) - 1));
+  *rc = qcow2_rb_get (b, s->h.refcount_order, cluster & ((1ull << bb) - 1));
   return 0;
 }
 
@@ -276,7 +241,7 @@ new_block (struct qcow2_state *s, uint64_t index, unsigned char **b)
   if (r < 0)
     return r;
   if ((c >> bb) == index)
-    rb_put (*b, s->h.refcount_order, c & ((1ull << bb) - 1), 1);
+    qcow2_rb_put (*b, s->h.refcount_order, c & ((1ull << bb) - 1), 1);
   s->reftable[index] = c << s->h.cluster_bits;
   if (s->rt_off == s->h.refcount_table_offset)
     rt_dirty (s, index);
@@ -317,7 +282,7 @@ qcow2_refcount_add (struct qcow2_state *s, uint64_t cluster, int delta)
   r = block_for (s, cluster, delta > 0, &b);
   if (r < 0)
     return r;
-  v = b ? rb_get (b, order, i) : 0;
+  v = b ? qcow2_rb_get (b, order, i) : 0;
   if (delta < 0 && v == 0)
     return set_image_error (s->name, EIO,
                             "refcount of cluster 0x%" PRIx64 " would drop "
@@ -328,7 +293,7 @@ qcow2_refcount_add (struct qcow2_state *s, uint64_t cluster, int delta)
                             "refcount of cluster 0x%" PRIx64 " would "
                             "overflow %u bits", cluster << s->h.cluster_bits,
                             1u << order);
-  rb_put (b, order, i, delta > 0 ? v + 1 : v - 1);
+  qcow2_rb_put (b, order, i, delta > 0 ? v + 1 : v - 1);
   return 0;
 }
 
@@ -346,7 +311,7 @@ qcow2_refcount_set (struct qcow2_state *s, uint64_t cluster, uint64_t value)
   r = block_for (s, cluster, value != 0, &b);
   if (r < 0 || b == NULL)
     return r;
-  rb_put (b, s->h.refcount_order, cluster & ((1ull << bb) - 1), value);
+  qcow2_rb_put (b, s->h.refcount_order, cluster & ((1ull << bb) - 1), value);
   return 0;
 }
 
@@ -472,9 +437,7 @@ void
 qcow2_free_refcounts (struct qcow2_state *s)
 {
   free (s->reftable);
-  free (s->refblock);
   s->reftable = NULL;
-  s->refblock = NULL;
   s->reftable_entries = 0;
   if (s->rb_ready)
     qcow2_l2_cache_free (&s->rb);
