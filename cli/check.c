@@ -121,9 +121,11 @@ cmd_check (int argc, char **argv)
         return EXIT_USAGE;
       }
       break;
-    default: usage_error ("check", "bad option"); return EXIT_USAGE;
+    default: bad_option ("check", argv); return EXIT_USAGE;
     }
   }
+  if (check_format_arg ("check", "-f", format) < 0)
+    return EXIT_USAGE;
   if (optind != argc - 1) {
     usage_error ("check", "expected one IMAGE");
     return EXIT_USAGE;

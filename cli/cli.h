@@ -36,7 +36,7 @@ struct chain_args {
 
 /* Handle a chain option (c from getopt); returns 1 if handled, 0 if not,
  * -1 after printing a usage error. */
-int chain_arg (struct chain_args *a, int c, const char *arg);
+int chain_arg (const char *cmd, struct chain_args *a, int c, const char *arg);
 #define OPEN_DESCRIBE   (1u << 0)   /* describe only (info) */
 #define OPEN_NO_BACKING (1u << 1)   /* top image only */
 /* Open an image with these options; prints the error and returns NULL. */
@@ -46,6 +46,10 @@ struct qc_image *open_image (const char *path, const struct chain_args *a,
 void print_lib_error (void);
 void usage_error (const char *cmd, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
+/* The usage error for what getopt returned as '?' or ':'. */
+void bad_option (const char *cmd, char **argv);
+/* Usage error unless fmt is NULL, "qcow2" or "raw". */
+int check_format_arg (const char *cmd, const char *opt, const char *fmt);
 int parse_u64 (const char *s, uint64_t *v);
 /* "1.5 GiB" as qemu-img prints sizes. */
 void human_size (uint64_t v, char *buf, size_t n);

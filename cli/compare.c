@@ -31,15 +31,19 @@ cmd_compare (int argc, char **argv)
   int c, r;
 
   while ((c = getopt_long (argc, argv, "hf:F:", longopts, NULL)) != -1) {
-    int h = chain_arg (&a, c, optarg);
+    int h = chain_arg ("compare", &a, c, optarg);
     if (h < 0)
       return EXIT_USAGE;
     if (h > 0)
       continue;
     switch (c) {
     case 'h': fputs (compare_help, stdout); return 0;
-    case 'F': fmt_b = optarg; break;
-    default: usage_error ("compare", "bad option"); return EXIT_USAGE;
+    case 'F':
+      if (check_format_arg ("compare", "-F", optarg) < 0)
+        return EXIT_USAGE;
+      fmt_b = optarg;
+      break;
+    default: bad_option ("compare", argv); return EXIT_USAGE;
     }
   }
   if (optind != argc - 2) {

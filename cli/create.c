@@ -39,7 +39,7 @@ cmd_create (int argc, char **argv)
     case 'b': backing = optarg; break;
     case 'F': backing_fmt = optarg; break;
     case 'o': options = optarg; break;
-    default: usage_error ("create", "bad option"); return EXIT_USAGE;
+    default: bad_option ("create", argv); return EXIT_USAGE;
     }
   }
   if (optind != argc - 1 && optind != argc - 2) {
@@ -50,6 +50,9 @@ cmd_create (int argc, char **argv)
     usage_error ("create", "'%s' is not a size", argv[optind + 1]);
     return EXIT_USAGE;
   }
+  if (check_format_arg ("create", "-f", format) < 0
+      || check_format_arg ("create", "-F", backing_fmt) < 0)
+    return EXIT_USAGE;
   if (backing_fmt && backing == NULL) {
     usage_error ("create", "-F needs -b");
     return EXIT_USAGE;

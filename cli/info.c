@@ -215,7 +215,7 @@ cmd_info (int argc, char **argv)
   int c, i, n;
 
   while ((c = getopt_long (argc, argv, "hf:", longopts, NULL)) != -1) {
-    int r = chain_arg (&a, c, optarg);
+    int r = chain_arg ("info", &a, c, optarg);
     if (r < 0)
       return EXIT_USAGE;
     if (r > 0)
@@ -224,7 +224,7 @@ cmd_info (int argc, char **argv)
     case 'h': fputs (info_help, stdout); return 0;
     case 'c': chain = true; break;
     case 'j': json = true; break;
-    default: usage_error ("info", "bad option"); return EXIT_USAGE;
+    default: bad_option ("info", argv); return EXIT_USAGE;
     }
   }
   if (optind != argc - 1) {

@@ -1,6 +1,7 @@
 /* qchain: the command-line tool; dispatches to one file per command. */
 #include <config.h>
 
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,6 +52,8 @@ main (int argc, char **argv)
     printf ("qchain %s\n", qc_version ());
     return 0;
   }
+  /* Commands report bad options themselves, in one line. */
+  opterr = 0;
   for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp (argv[1], commands[i].name) == 0)
       return commands[i].run (argc - 1, argv + 1);

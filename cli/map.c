@@ -86,7 +86,7 @@ cmd_map (int argc, char **argv)
   int c, r;
 
   while ((c = getopt_long (argc, argv, "hf:", longopts, NULL)) != -1) {
-    int h = chain_arg (&a, c, optarg);
+    int h = chain_arg ("map", &a, c, optarg);
     if (h < 0)
       return EXIT_USAGE;
     if (h > 0)
@@ -94,7 +94,7 @@ cmd_map (int argc, char **argv)
     switch (c) {
     case 'h': fputs (map_help, stdout); return 0;
     case 'j': m.json = true; break;
-    default: usage_error ("map", "bad option"); return EXIT_USAGE;
+    default: bad_option ("map", argv); return EXIT_USAGE;
     }
   }
   if (optind != argc - 1) {
@@ -114,8 +114,13 @@ cmd_map (int argc, char **argv)
     qc_close (m.img);
     return 1;
   }
+  if (m.json && m.first) {
+    /* An empty image: qemu-img still prints its one, empty, extent. */
+    struct qc_extent none = { 0 };
+    print_json (&m, &none);
+  }
   if (m.json)
-    printf (m.first ? "[]\n" : "]\n");
+    printf ("]\n");
   qc_close (m.img);
   return 0;
 }

@@ -31,6 +31,27 @@ usage_error (const char *cmd, const char *fmt, ...)
   fprintf (stderr, " (see '%s %s --help')\n", progname, cmd);
 }
 
+void
+bad_option (const char *cmd, char **argv)
+{
+  if (optopt && strchr ("fFbor", optopt) && argv[optind - 1][0] == '-'
+      && argv[optind - 1][1] == optopt && argv[optind - 1][2] == '\0')
+    usage_error (cmd, "option -%c needs a value", optopt);
+  else if (optopt)
+    usage_error (cmd, "unknown option -%c", optopt);
+  else
+    usage_error (cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+}
+
+int
+check_format_arg (const char *cmd, const char *opt, const char *fmt)
+{
+  if (fmt == NULL || strcmp (fmt, "qcow2") == 0 || strcmp (fmt, "raw") == 0)
+    return 0;
+  usage_error (cmd, "%s %s: unknown format (qcow2 or raw)", opt, fmt);
+  return -1;
+}
+
 int
 parse_u64 (const char *s, uint64_t *v)
 {
@@ -48,12 +69,14 @@ parse_u64 (const char *s, uint64_t *v)
 }
 
 int
-chain_arg (struct chain_args *a, int c, const char *arg)
+chain_arg (const char *cmd, struct chain_args *a, int c, const char *arg)
 {
   uint64_t n;
 
   switch (c) {
   case 'f':
+    if (check_format_arg (cmd, "-f", arg) < 0)
+      return -1;
     a->format = arg;
     return 1;
   case 0x100:
@@ -61,15 +84,15 @@ chain_arg (struct chain_args *a, int c, const char *arg)
     return 1;
   case 0x101:
     if (parse_u64 (arg, &n) < 0 || n == 0 || n > 65536) {
-      fprintf (stderr, "%s: --max-depth: '%s' is not a number from 1 to 65536\n",
-               progname, arg);
+      usage_error (cmd, "--max-depth: '%s' is not a number from 1 to 65536",
+                   arg);
       return -1;
     }
     a->max_depth = (unsigned) n;
     return 1;
   case 0x102:
     if (a->n_dirs >= sizeof a->dirs / sizeof a->dirs[0]) {
-      fprintf (stderr, "%s: too many --backing-dir options\n", progname);
+      usage_error (cmd, "too many --backing-dir options");
       return -1;
     }
     a->dirs[a->n_dirs++] = arg;

@@ -6,13 +6,15 @@
 # succeed or fail cleanly (one line naming the image, exit 1 / compare 2),
 # never crash, hang, blow up memory or trip a sanitizer; and where qemu-img
 # reads the damaged image too, map and info must agree with it.
-# QCHAIN_TEST_FUZZ=N sets the number of images per template (default 40).
+# QCHAIN_TEST_FUZZ=N sets the number of images per template (default 40,
+# 25 under sanitizers).
 set -euo pipefail
 . "${srcdir:-$(dirname "$0")/..}/interop/common.sh"
 setup io
 QC_TIMEOUT=20
 
 N=${QCHAIN_TEST_FUZZ:-40}
+[ "${SANITIZERS:-no}" = yes ] && N=${QCHAIN_TEST_FUZZ:-25}
 
 # Templates: v3 with a snapshot and compressed clusters; v2; extended L2
 # with zstd; 512-byte clusters; an overlay over a raw base.
