@@ -11,5 +11,6 @@ libqchain_internal_la_SOURCES += \
 	lib/opts.c \
 	lib/jobs.c \
 	lib/job.c \
-	lib/throttle.c
-noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h lib/throttle.h lib/job.h
+	lib/throttle.c \
+	lib/engine.c
+noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h lib/throttle.h lib/job.h lib/engine.h

@@ -17,6 +17,7 @@ include tests/unit/qcow2.mk
 include tests/unit/chain.mk
 include tests/unit/qcow2-write.mk
 include tests/unit/qcow2-check.mk
+include tests/unit/engine.mk
 include tests/write/local.mk
 include tests/interop/local.mk
 include tests/malformed/local.mk
