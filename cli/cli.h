@@ -77,5 +77,6 @@ int cmd_map (int argc, char **argv);
 int cmd_compare (int argc, char **argv);
 int cmd_create (int argc, char **argv);
 int cmd_check (int argc, char **argv);
+int cmd_copy (int argc, char **argv);
 
 #endif

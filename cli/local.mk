@@ -9,6 +9,7 @@ cli_qchain_SOURCES = \
 	cli/map.c \
 	cli/compare.c \
 	cli/create.c \
-	cli/check.c
+	cli/check.c \
+	cli/copy.c
 cli_qchain_CPPFLAGS = -I$(top_srcdir)/lib
 cli_qchain_LDADD = libqchain.la

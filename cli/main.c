@@ -19,6 +19,7 @@ static const struct command commands[] = {
   { "compare", cmd_compare, "compare the guest views of two images" },
   { "create", cmd_create, "create a qcow2 or raw image" },
   { "check", cmd_check, "check (and repair) an image's metadata" },
+  { "copy", cmd_copy, "copy a chain's guest view into a new or reused image" },
 };
 
 static void

@@ -29,16 +29,6 @@ qc_commit_start (const char *active, const char *base, const char *top,
 }
 
 struct qc_job *
-qc_copy_start (const char *src, const char *dest, const char *dest_options,
-               uint64_t bandwidth, unsigned flags,
-               const struct qc_open_opts *opts)
-{
-  clear_error ();
-  pending ("copy");
-  return NULL;
-}
-
-struct qc_job *
 qc_pull_start (const char *image, const char *base, uint64_t bandwidth,
                unsigned flags, const struct qc_open_opts *opts)
 {

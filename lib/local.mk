@@ -10,6 +10,7 @@ libqchain_internal_la_SOURCES += \
 	lib/check.c \
 	lib/opts.c \
 	lib/jobs.c \
+	lib/copy.c \
 	lib/job.c \
 	lib/throttle.c \
 	lib/engine.c

@@ -17,3 +17,5 @@ TESTS += $(INTEROP_TESTS)
 EXTRA_DIST += $(INTEROP_TESTS) tests/interop/common.sh
 TESTS += tests/interop/check-damaged.sh
 EXTRA_DIST += tests/interop/check-damaged.sh
+TESTS += tests/interop/copy.sh
+EXTRA_DIST += tests/interop/copy.sh

@@ -1,0 +1,958 @@
+/* The copy job (qc_copy_start): libvirt's BlockRebase COPY of a chain's guest view into a new or reused DEST. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checked-overflow.h"
+#include "errors.h"
+#include "iszero.h"
+#include "rounding.h"
+#include "engine.h"
+#include "internal.h"
+#include "job.h"
+
+#define REQ_SIZE (1u << 20)          /* largest read request */
+#define NBUFS 16u                    /* buffers, hence data reads in flight */
+#define NSLOTS 32u                   /* ordered requests (zero ranges need no buffer) */
+#define ENGINE_DEPTH 32u             /* reads plus the raw DEST's writes */
+#define STEP_MAX (64u << 20)         /* unthrottled step: the pipeline drains
+                                        once per step; an abort waits for one */
+#define RAW_GRAN 4096u               /* zero detection in a raw DEST */
+
+enum rkind {
+  R_DIRECT,                          /* straight from a layer file's host offset */
+  R_READ,                            /* through chain_read (compressed, no fd) */
+  R_ZERO,                            /* must read as zero over DEST's backing */
+};
+
+struct range {
+  uint64_t off, len, host;
+  unsigned layer;
+  enum rkind kind;
+};
+
+enum sstate { S_FREE, S_READING, S_READY, S_WRITING, S_DONE };
+
+struct copy;
+
+struct slot {
+  struct copy *cp;
+  uint64_t off;
+  size_t len;
+  enum rkind kind;
+  enum sstate state;
+  void *buf;
+  size_t wpos;                       /* raw DEST: bytes handed to writes */
+  unsigned pending;                  /* raw DEST: writes in flight */
+  int res;                           /* first error of the slot's I/O */
+};
+
+struct copy {
+  struct chain *src;
+  unsigned flags;
+  bool under;                        /* DEST has a view below: zeroes are written */
+  bool compress;
+  uint64_t size;
+  char *dest, *dir, *tmp;            /* tmp: a new DEST's name until renamed */
+  struct chain *dchain;              /* a reused DEST, opened writable */
+  struct io *dio;                    /* DEST's io (owned unless dchain) */
+  const struct format_ops *dops;
+  void *dst;                         /* DEST's format state (owned unless dchain) */
+  bool draw;                         /* raw DEST: data written through the engine */
+  uint32_t gran;                     /* zero detection (and compression) unit */
+  size_t bufsize;
+  struct chain_below below;
+  struct backing_reader br;
+  struct engine *eng;
+  struct range *plan;
+  size_t nplan, cap, next;
+  uint64_t next_pos;                 /* bytes of plan[next] already issued */
+  struct slot slots[NSLOTS];
+  unsigned head, used;
+};
+
+/* ---- planning ---- */
+
+static int
+plan_push (struct copy *cp, const struct range *r)
+{
+  if (cp->nplan == cp->cap) {
+    size_t cap = cp->cap ? cp->cap * 2 : 256;
+    struct range *p = reallocarray (cp->plan, cap, sizeof *p);
+    if (p == NULL)
+      return set_error (ENOMEM, "out of memory");
+    cp->plan = p;
+    cp->cap = cap;
+  }
+  cp->plan[cp->nplan++] = *r;
+  return 0;
+}
+
+/* Append a range, merged with the previous one when it continues it (same
+ * source, contiguous on the host too) inside the same bufsize-aligned guest
+ * window, so requests are large and start on cluster boundaries. */
+static int
+plan_add (struct copy *cp, enum rkind kind, uint64_t off, uint64_t len,
+          unsigned layer, uint64_t host)
+{
+  while (len) {
+    uint64_t win = ROUND_DOWN (off, (uint64_t) cp->bufsize);
+    uint64_t n = kind == R_ZERO ? len : MIN (len, win + cp->bufsize - off);
+    struct range *last = cp->nplan ? &cp->plan[cp->nplan - 1] : NULL;
+    int r;
+
+    if (last && last->kind == kind && last->off + last->len == off
+        && (kind == R_ZERO || last->off >= win)
+        && (kind != R_DIRECT || (last->layer == layer
+                                 && last->host + last->len == host)))
+      last->len += n;
+    else {
+      struct range rg = { off, n, host, layer, kind };
+      if ((r = plan_push (cp, &rg)) < 0)
+        return r;
+    }
+    off += n;
+    host += n;
+    len -= n;
+  }
+  return 0;
+}
+
+/* Compressed writes take whole DEST clusters: widen to them, never going
+ * back over what is planned already; the data comes from the guest view. */
+static int
+plan_add_compressed (struct copy *cp, uint64_t off, uint64_t len)
+{
+  uint64_t start = ROUND_DOWN (off, (uint64_t) cp->gran);
+  uint64_t end = MIN (ROUND_UP (off + len, (uint64_t) cp->gran), cp->size);
+
+  if (cp->nplan) {
+    const struct range *last = &cp->plan[cp->nplan - 1];
+    start = MAX (start, last->off + last->len);
+  }
+  return start < end ? plan_add (cp, R_READ, start, end - start, 0, 0) : 0;
+}
+
+static int
+plan_data (struct copy *cp, uint64_t off, uint64_t len, unsigned layer,
+           bool has_offset, uint64_t host)
+{
+  if (cp->compress)
+    return plan_add_compressed (cp, off, len);
+  if (has_offset && cp->src->layers[layer].io->fd >= 0)
+    return plan_add (cp, R_DIRECT, off, len, layer, host);
+  return plan_add (cp, R_READ, off, len, 0, 0);
+}
+
+/* Deep copy: every range of the guest view that holds data. */
+static int
+plan_deep (struct copy *cp)
+{
+  struct qc_extent e;
+  uint64_t off;
+  int r;
+
+  for (off = 0; off < cp->size; off += e.length) {
+    if ((r = chain_block_status (cp->src, 0, off, cp->size - off, &e)) < 0)
+      return r;
+    if (e.length == 0)
+      return set_image_error (cp->src->layers[0].path, EIO,
+                              "empty extent at %" PRIu64, off);
+    if (e.data && !e.zero
+        && (r = plan_data (cp, off, e.length, e.depth, e.has_offset,
+                           e.offset)) < 0)
+      return r;
+  }
+  return 0;
+}
+
+/* Shallow copy: what the top layer itself holds, its zero clusters included
+ * (they hide the backing file's data). */
+static int
+plan_shallow (struct copy *cp)
+{
+  struct layer *l = &cp->src->layers[0];
+  struct layer_extent le;
+  uint64_t off;
+  int r;
+
+  for (off = 0; off < cp->size; off += le.len) {
+    memset (&le, 0, sizeof le);
+    if ((r = l->ops->status (l->st, off, cp->size - off, &le)) < 0)
+      return r;
+    if (le.len == 0 || le.len > cp->size - off)
+      return set_image_error (l->path, EIO, "format driver answered %"
+                              PRIu64 " bytes at %" PRIu64, le.len, off);
+    if (le.type == EXT_DATA)
+      r = plan_data (cp, off, le.len, 0, le.has_offset, le.host_off);
+    else if (le.type == EXT_COMPRESSED)
+      r = plan_data (cp, off, le.len, 0, false, 0);
+    else if (le.type == EXT_ZERO)
+      r = cp->compress ? plan_add_compressed (cp, off, le.len)
+        : plan_add (cp, R_ZERO, off, le.len, 0, 0);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
+/* ---- writing, in guest-offset order ---- */
+
+/* Length of the run at pos of pieces (cut at gran boundaries of the guest
+ * offset) that are all zero or all not; *zero says which. */
+static size_t
+run_at (const struct copy *cp, const struct slot *s, size_t pos, bool *zero)
+{
+  size_t start = pos;
+
+  *zero = false;
+  while (pos < s->len) {
+    uint64_t g = s->off + pos;
+    size_t n = (size_t) MIN ((uint64_t) (s->len - pos),
+                             ROUND_UP (g + 1, (uint64_t) cp->gran) - g);
+    bool z = is_zero ((char *) s->buf + pos, n);
+
+    if (pos == start)
+      *zero = z;
+    else if (z != *zero)
+      break;
+    pos += n;
+  }
+  return pos - start;
+}
+
+static int
+dest_zero (struct copy *cp, uint64_t off, uint64_t len)
+{
+  return cp->under ? cp->dops->zero (cp->dst, off, len) : 0;
+}
+
+/* qcow2 DEST: synchronous, in order, so clusters are allocated in order. */
+static int
+write_format (struct copy *cp, struct slot *s)
+{
+  size_t pos, n;
+  bool zero;
+  int r = 0;
+
+  if (s->kind == R_ZERO)
+    return dest_zero (cp, s->off, s->len);
+  for (pos = 0; pos < s->len && r == 0; pos += n) {
+    const char *p = (const char *) s->buf + pos;
+    n = run_at (cp, s, pos, &zero);
+    if (zero)
+      r = dest_zero (cp, s->off + pos, n);
+    else if (cp->compress)
+      r = cp->dops->pwrite_compressed (cp->dst, p, n, s->off + pos);
+    else
+      r = cp->dops->pwrite (cp->dst, p, n, s->off + pos);
+  }
+  return r;
+}
+
+static void
+write_done (void *opaque, int res)
+{
+  struct slot *s = opaque;
+
+  s->pending--;
+  if (res < 0 && s->res == 0)
+    s->res = res;
+  if (s->pending == 0 && s->wpos == s->len)
+    s->state = S_DONE;
+}
+
+/* raw DEST: queue the slot's non-zero runs as engine writes, as many as
+ * the engine takes now; zero runs stay holes (or are punched over a view). */
+static int
+write_raw (struct copy *cp, struct slot *s)
+{
+  bool zero;
+  int r;
+
+  if (s->kind == R_ZERO) {
+    s->wpos = s->len;
+    s->state = S_DONE;
+    return dest_zero (cp, s->off, s->len);
+  }
+  s->state = S_WRITING;
+  while (s->wpos < s->len) {
+    size_t n = run_at (cp, s, s->wpos, &zero);
+    if (zero) {
+      if ((r = dest_zero (cp, s->off + s->wpos, n)) < 0)
+        return r;
+    }
+    else {
+      if (engine_slots (cp->eng) == 0)
+        return 0;
+      r = engine_write (cp->eng, cp->dio->fd, (char *) s->buf + s->wpos, n,
+                        s->off + s->wpos, write_done, s);
+      if (r < 0)
+        return set_image_error (cp->dest, -r, "write: %s", strerror (-r));
+      s->pending++;
+    }
+    s->wpos += n;
+  }
+  if (s->pending == 0)
+    s->state = S_DONE;
+  return 0;
+}
+
+static int
+slot_error (struct copy *cp, struct slot *s)
+{
+  const char *name = s->kind == R_DIRECT ? cp->src->layers[0].path : cp->dest;
+
+  if (have_error ())
+    return s->res;
+  return set_image_error (name, -s->res, "I/O error at %" PRIu64 ": %s",
+                          s->off, strerror (-s->res));
+}
+
+/* Write what has been read and retire finished slots from the head, in
+ * order; *progress says whether anything happened. */
+static int
+retire (struct qc_job *j, struct copy *cp, uint64_t *moved, bool *progress)
+{
+  unsigned i;
+  int r;
+
+  for (i = 0; i < cp->used; i++) {
+    struct slot *s = &cp->slots[(cp->head + i) % NSLOTS];
+    if (s->res < 0)
+      return slot_error (cp, s);
+    if (!cp->draw && s->state == S_READY) {
+      if (i > 0)
+        break;                       /* the format writes strictly in order */
+      if ((r = write_format (cp, s)) < 0)
+        return r;
+      s->state = S_DONE;
+      *progress = true;
+    }
+    else if (cp->draw && (s->state == S_READY || s->state == S_WRITING)
+             && (s->wpos < s->len || s->kind == R_ZERO)) {
+      size_t before = s->wpos;
+      if ((r = write_raw (cp, s)) < 0)
+        return r;
+      *progress |= s->wpos != before || s->state == S_DONE;
+    }
+    else if (s->state == S_READING && !cp->draw)
+      break;
+  }
+  while (cp->used && cp->slots[cp->head].state == S_DONE) {
+    struct slot *s = &cp->slots[cp->head];
+    if (s->res < 0)
+      return slot_error (cp, s);
+    if (s->kind != R_ZERO) {
+      j->cur += s->len;
+      *moved += s->len;
+      engine_put_buf (cp->eng, s->buf);
+    }
+    s->state = S_FREE;
+    s->buf = NULL;
+    cp->head = (cp->head + 1) % NSLOTS;
+    cp->used--;
+    *progress = true;
+  }
+  return 0;
+}
+
+/* ---- reading ---- */
+
+static void
+read_done (void *opaque, int res)
+{
+  struct slot *s = opaque;
+
+  if (res < 0)
+    s->res = res;
+  else if ((size_t) res < s->len)
+    memset ((char *) s->buf + res, 0, s->len - (size_t) res);
+  s->state = S_READY;
+}
+
+/* Start reads in plan order, at most budget bytes in this step (a
+ * compressed copy rounds up to whole clusters). */
+static int
+issue (struct copy *cp, uint64_t budget, uint64_t *issued, bool *progress)
+{
+  while (cp->next < cp->nplan && cp->used < NSLOTS) {
+    const struct range *rg = &cp->plan[cp->next];
+    struct slot *s = &cp->slots[(cp->head + cp->used) % NSLOTS];
+    uint64_t left = rg->len - cp->next_pos, n = left;
+    int r;
+
+    if (rg->kind != R_ZERO) {
+      if (*issued >= budget)
+        break;
+      n = MIN (left, budget - *issued);
+      if (cp->compress)
+        n = MIN (left, ROUND_UP (n, (uint64_t) cp->gran));
+      if (rg->kind == R_DIRECT && engine_slots (cp->eng) == 0)
+        break;
+      if ((s->buf = engine_get_buf (cp->eng)) == NULL)
+        break;
+    }
+    *s = (struct slot) { .cp = cp, .off = rg->off + cp->next_pos,
+                         .len = (size_t) n, .kind = rg->kind,
+                         .state = S_READY, .buf = s->buf };
+    cp->used++;
+    if (rg->kind == R_DIRECT) {
+      struct layer *l = &cp->src->layers[rg->layer];
+      s->state = S_READING;
+      r = engine_read (cp->eng, l->io->fd, s->buf, n, rg->host + cp->next_pos,
+                       read_done, s);
+      if (r < 0)
+        return set_image_error (l->path, -r, "read: %s", strerror (-r));
+    }
+    else if (rg->kind == R_READ
+             && (r = chain_read (cp->src, 0, s->buf, n, s->off)) < 0)
+      return r;
+    if (rg->kind != R_ZERO)
+      *issued += n;
+    cp->next_pos += n;
+    if (cp->next_pos == rg->len) {
+      cp->next++;
+      cp->next_pos = 0;
+    }
+    *progress = true;
+  }
+  return 0;
+}
+
+/* Errors about the temporary file are about DEST to the user. */
+static int
+name_dest (struct copy *cp, int r)
+{
+  const char *msg = qc_get_error ();
+  size_t n = cp->tmp ? strlen (cp->tmp) : 0;
+  char *rest;
+
+  if (r >= 0 || n == 0 || msg == NULL || strncmp (msg, cp->tmp, n) != 0
+      || strncmp (msg + n, ": ", 2) != 0 || (rest = strdup (msg + n + 2)) == NULL)
+    return r;
+  set_image_error (cp->dest, -r, "%s", rest);
+  free (rest);
+  return r;
+}
+
+static int
+copy_step (struct qc_job *j, uint64_t budget, uint64_t *moved)
+{
+  struct copy *cp = j->priv;
+  uint64_t issued = 0;
+  int r;
+
+  for (;;) {
+    bool progress = false;
+
+    if ((r = issue (cp, budget, &issued, &progress)) < 0
+        || (r = retire (j, cp, moved, &progress)) < 0)
+      return name_dest (cp, r);
+    if (cp->used == 0 && (issued >= budget || cp->next == cp->nplan))
+      break;
+    if (engine_inflight (cp->eng)) {
+      if ((r = engine_wait (cp->eng, progress ? 0 : 1)) < 0)
+        return set_error (-r, "I/O engine: %s", strerror (-r));
+    }
+    else if (!progress)
+      return set_image_error (cp->dest, EIO, "copy stalled (internal error)");
+  }
+  return cp->next == cp->nplan ? 1 : 0;
+}
+
+/* ---- finishing ---- */
+
+static int
+fsync_dir (const char *dir)
+{
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int r = 0;
+
+  if (fd < 0 || fsync (fd) < 0)
+    r = set_image_error (dir, errno, "fsync: %m");
+  if (fd >= 0)
+    close (fd);
+  return r;
+}
+
+/* Rename, never replacing a DEST that appeared meanwhile. */
+static int
+publish (struct copy *cp)
+{
+  if (renameat2 (AT_FDCWD, cp->tmp, AT_FDCWD, cp->dest, RENAME_NOREPLACE) < 0) {
+    int e = errno;
+    if (e != EINVAL && e != ENOSYS)
+      return set_image_error (cp->dest, e, e == EEXIST ? "already exists; "
+                              "qchain never overwrites an image" : "rename: %m");
+    /* No RENAME_NOREPLACE on this file system: link fails on EEXIST too. */
+    if (link (cp->tmp, cp->dest) < 0)
+      return set_image_error (cp->dest, errno, errno == EEXIST ? "already "
+                              "exists; qchain never overwrites an image"
+                              : "link: %m");
+    unlink (cp->tmp);
+  }
+  free (cp->tmp);
+  cp->tmp = NULL;
+  return fsync_dir (cp->dir);
+}
+
+static void
+close_dest (struct copy *cp)
+{
+  if (cp->dchain)
+    chain_close (cp->dchain);
+  else {
+    if (cp->dst)
+      cp->dops->close (cp->dst);
+    if (cp->dio)
+      io_close (cp->dio);
+  }
+  cp->dchain = NULL;
+  cp->dst = NULL;
+  cp->dio = NULL;
+}
+
+static int
+copy_finish (struct qc_job *j, bool ok)
+{
+  struct copy *cp = j->priv;
+  int r = 0;
+
+  if (cp->eng)
+    r = ok ? engine_drain (cp->eng) : engine_cancel_all (cp->eng);
+  if (r < 0)
+    r = set_error (-r, "I/O engine: %s", strerror (-r));
+  /* A reused DEST is left consistent even when the copy stops early. */
+  if (cp->dst && (ok || cp->tmp == NULL)) {
+    int f = cp->dops->flush (cp->dst);
+    if (ok && r == 0)
+      r = f;
+  }
+  close_dest (cp);
+  if (ok && r == 0 && cp->tmp)
+    r = publish (cp);
+  if (cp->tmp) {
+    unlink (cp->tmp);
+    free (cp->tmp);
+    cp->tmp = NULL;
+  }
+  if (ok && r == 0)
+    job_set_result (j, "%s: %" PRIu64 " bytes copied", cp->dest, j->cur);
+  return r;
+}
+
+static void
+copy_free (void *priv)
+{
+  struct copy *cp = priv;
+
+  if (cp == NULL)
+    return;
+  if (cp->eng)
+    engine_free (cp->eng);
+  close_dest (cp);
+  if (cp->tmp) {
+    unlink (cp->tmp);
+    free (cp->tmp);
+  }
+  chain_close (cp->src);
+  free (cp->plan);
+  free (cp->dest);
+  free (cp->dir);
+  free (cp);
+}
+
+static const struct job_ops copy_ops = {
+  .step = copy_step,
+  .finish = copy_finish,
+  .free = copy_free,
+};
+
+/* ---- DEST ---- */
+
+/* A path to `to` (absolute, canonical) relative to the directory `from`. */
+static char *
+relative_path (const char *from, const char *to)
+{
+  size_t i, last = 0, ups = 0, flen = strlen (from);
+  char *fs, *out, *p;
+
+  if (asprintf (&fs, "%s%s", from, flen && from[flen - 1] == '/' ? "" : "/") < 0)
+    return NULL;
+  for (i = 0; fs[i] && fs[i] == to[i]; i++)
+    if (fs[i] == '/')
+      last = i;
+  for (i = last + 1; fs[i]; i++)
+    ups += fs[i] == '/';
+  free (fs);
+  out = malloc (ups * 3 + strlen (to + last + 1) + 1);
+  if (out == NULL)
+    return NULL;
+  for (p = out, i = 0; i < ups; i++, p += 3)
+    memcpy (p, "../", 3);
+  strcpy (p, to + last + 1);
+  return out;
+}
+
+/* The canonical directory of path joined with its last component (a
+ * symlinked file keeps its own name). */
+static char *
+canonical_dir_path (const char *path, bool dir_only)
+{
+  char *d = strdup (path), *b = strdup (path), *rd = NULL, *out = NULL;
+
+  if (d && b && (rd = realpath (dirname (d), NULL)) != NULL) {
+    if (dir_only)
+      out = strdup (rd);
+    else if (asprintf (&out, "%s/%s", rd, basename (b)) < 0)
+      out = NULL;
+  }
+  free (d);
+  free (b);
+  free (rd);
+  return out;
+}
+
+/* The backing name DEST records in a shallow copy: as SRC wrote it when it
+ * resolves the same from DEST's directory, else relative from DEST's. */
+static int
+shallow_backing_name (struct copy *cp, char **out)
+{
+  struct layer *l = &cp->src->layers[0];
+  const char *written = l->info.backing_filename;
+  char *sdir = canonical_dir_path (l->path, true);
+  char *target = canonical_dir_path (l->backing_path, false);
+  int r = 0;
+
+  if (sdir == NULL || target == NULL)
+    r = set_image_error (l->path, errno ? errno : ENOMEM,
+                         "cannot resolve the backing file's path: %m");
+  else if (written[0] == '/' || strcmp (sdir, cp->dir) == 0)
+    *out = strdup (written);
+  else
+    *out = relative_path (cp->dir, target);
+  if (r == 0 && *out == NULL)
+    r = set_error (ENOMEM, "out of memory");
+  free (sdir);
+  free (target);
+  return r;
+}
+
+static int
+new_params (struct copy *cp, const char *options, struct create_params *p)
+{
+  struct layer *l = &cp->src->layers[0];
+  int r;
+
+  bool qcow2 = strcmp (l->info.format, "qcow2") == 0;
+
+  memset (p, 0, sizeof *p);
+  p->size = cp->size;
+  /* Like the source: its cluster size, compat and subclusters (qemu-img
+   * convert would take 64 KiB, 1.1 and none), unless -o says otherwise. */
+  if (qcow2) {
+    p->cluster_size = l->info.cluster_size;
+    p->extended_l2 = (l->info.flags & QC_INFO_EXTENDED_L2) != 0;
+  }
+  if ((r = parse_create_options (cp->dest, options, p)) < 0)
+    return r;
+  if (cp->flags & QC_COPY_COMPRESS_ZSTD)
+    p->zstd = true;
+  /* An inherited compat=0.10 gives way to what only 1.1 can hold. */
+  if (p->version == 0 && qcow2)
+    p->version = p->zstd || p->extended_l2 || p->lazy_refcounts
+      || (p->refcount_bits && p->refcount_bits != 16)
+      ? 3 : l->info.qcow2_version;
+  if (cp->flags & QC_COPY_SHALLOW && cp->src->n > 1) {
+    char *name = NULL;
+    if ((r = shallow_backing_name (cp, &name)) < 0)
+      return r;
+    p->backing = name;
+    p->backing_format = cp->src->layers[1].ops->name;
+  }
+  return 0;
+}
+
+/* Create DEST under a temporary name beside it, to be renamed when done. */
+static int
+create_dest (struct copy *cp, const char *options)
+{
+  struct create_params p;
+  char *b = strdup (cp->dest);
+  int r, tries;
+
+  if (b == NULL)
+    return set_error (ENOMEM, "out of memory");
+  memset (&p, 0, sizeof p);
+  p.size = cp->size;
+  r = cp->dops == &raw_format ? 0 : new_params (cp, options, &p);
+  for (tries = 0; r == 0 && tries < 100; tries++) {
+    uint32_t rnd = 0;
+    if (getrandom (&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
+      rnd ^= (uint32_t) getpid () * 2654435761u + (uint32_t) tries;
+    free (cp->tmp);
+    if (asprintf (&cp->tmp, "%s/.%s.qchain-%08" PRIx32, cp->dir, basename (b),
+                  rnd) < 0) {
+      cp->tmp = NULL;
+      r = set_error (ENOMEM, "out of memory");
+      break;
+    }
+    r = io_open_file (cp->tmp, IO_WRITE | IO_CREATE, &cp->dio);
+    if (r != -EEXIST)
+      break;
+    clear_error ();
+    r = 0;
+  }
+  if (r == 0 && cp->dio == NULL)
+    r = set_image_error (cp->dest, EEXIST, "no free temporary name");
+  if (r < 0) {
+    free (cp->tmp);                  /* not ours: nothing to unlink */
+    cp->tmp = NULL;
+  }
+  if (r == 0)
+    r = cp->dops->create (cp->dio, &p);
+  if (r == 0)
+    r = cp->dops->open (cp->dio, FMT_OPEN_WRITE, &cp->dst);
+  free ((char *) p.backing);
+  free (b);
+  return name_dest (cp, r);
+}
+
+/* A reused DEST without --shallow must read as zeroes everywhere. */
+static int
+check_dest_zero (struct copy *cp)
+{
+  struct qc_extent e;
+  uint64_t off, pos, n;
+  char *buf = NULL;
+  int r = 0;
+
+  for (off = 0; off < cp->size && r == 0; off += e.length) {
+    if ((r = chain_block_status (cp->dchain, 0, off, cp->size - off, &e)) < 0)
+      break;
+    if (e.zero || !e.data)
+      continue;
+    /* Allocated but maybe zero (a preallocated raw file): read it. */
+    if (buf == NULL && (buf = malloc (REQ_SIZE)) == NULL)
+      r = set_error (ENOMEM, "out of memory");
+    for (pos = 0; r == 0 && pos < e.length; pos += n) {
+      n = MIN (e.length - pos, (uint64_t) REQ_SIZE);
+      r = chain_read (cp->dchain, 0, buf, n, off + pos);
+      if (r == 0 && !is_zero (buf, n))
+        r = set_image_error (cp->dest, ENOTEMPTY, "is not empty (data at "
+                             "offset %" PRIu64 "); a reused DEST must read as "
+                             "zeroes unless --shallow", off + pos);
+    }
+  }
+  free (buf);
+  return r;
+}
+
+/* Open an existing DEST in place; its format comes from its header and raw
+ * is never probed: without the qcow2 magic the caller must say raw. */
+static int
+reuse_dest (struct copy *cp, const struct qc_open_opts *opts)
+{
+  struct chain_policy pol;
+  struct io *io = NULL;
+  bool qcow2 = false;
+  uint64_t dsize;
+  struct stat sb;
+  unsigned i;
+  int r;
+
+  if (stat (cp->dest, &sb) < 0)
+    return set_image_error (cp->dest, errno, "%m");
+  for (i = 0; i < cp->src->n; i++)
+    if (cp->src->layers[i].dev == sb.st_dev
+        && cp->src->layers[i].ino == sb.st_ino)
+      return set_image_error (cp->dest, EINVAL, "is %s: it cannot be the "
+                              "copy's DEST", i ? "in SRC's backing chain"
+                              : "SRC itself");
+  opts_to_policy (opts, &pol);
+  pol.no_backing = false;
+  pol.describe_only = false;
+  if (!(cp->flags & QC_COPY_RAW)) {
+    r = io_open_file (cp->dest, 0, &io);
+    if (r == 0)
+      r = format_is_qcow2 (io, &qcow2);
+    io_close (io);
+    if (r < 0)
+      return r;
+    if (!qcow2)
+      return set_image_error (cp->dest, EINVAL, "has no qcow2 magic; a raw "
+                              "DEST is never probed: say it is raw (--raw)");
+  }
+  pol.format = qcow2 ? "qcow2" : "raw";
+  pol.writable = true;
+  /* With --shallow DEST's own backing chain is not read: trusted. */
+  pol.no_backing = (cp->flags & QC_COPY_SHALLOW) != 0;
+  if ((r = chain_open (cp->dest, &pol, &cp->dchain)) < 0)
+    return r;
+  dsize = cp->dchain->layers[0].info.virtual_size;
+  if (dsize < cp->size)
+    return set_image_error (cp->dest, EINVAL, "is smaller (%" PRIu64 " bytes) "
+                            "than the source (%" PRIu64 ")", dsize, cp->size);
+  cp->dops = cp->dchain->layers[0].ops;
+  cp->dst = cp->dchain->layers[0].st;
+  cp->dio = cp->dchain->layers[0].io;
+  if (!(cp->flags & QC_COPY_SHALLOW))
+    return check_dest_zero (cp);
+  cp->under = true;
+  return 0;
+}
+
+static int
+check_flags (struct copy *cp, const char *dest_options)
+{
+  unsigned f = cp->flags;
+  const char *src = cp->src->layers[0].path;
+  bool raw = f & QC_COPY_RAW;
+
+  if (f & ~(QC_COPY_SHALLOW | QC_COPY_REUSE_EXT | QC_COPY_RAW
+            | QC_COPY_COMPRESS_ZLIB | QC_COPY_COMPRESS_ZSTD | QC_JOB_NO_URING
+            | QC_JOB_DIRECT))
+    return set_error (EINVAL, "unknown copy flags 0x%x", f);
+  if (f & QC_JOB_DIRECT)
+    return set_error (ENOTSUP, "O_DIRECT copies are not implemented yet");
+  if ((f & QC_COPY_COMPRESS_ZLIB) && (f & QC_COPY_COMPRESS_ZSTD))
+    return set_error (EINVAL, "compress with zlib or zstd, not both");
+  /* Reused, a raw DEST holds the backing's view already (libvirt's
+   * REUSE_EXT|SHALLOW|COPY_RAW); new, it would have no backing. */
+  if ((f & QC_COPY_SHALLOW) && raw && cp->src->n > 1
+      && !(f & QC_COPY_REUSE_EXT))
+    return set_image_error (src, EINVAL, "has a backing file: a shallow copy "
+                            "into a raw DEST would lose it");
+  if (!raw && !(f & QC_COPY_REUSE_EXT)
+      && strcmp (cp->src->layers[0].info.format, "raw") == 0)
+    raw = true;
+  if (cp->compress && raw)
+    return set_image_error (cp->dest, EINVAL, "compression needs a qcow2 "
+                            "DEST, not raw");
+  if (dest_options && *dest_options && (raw || (f & QC_COPY_REUSE_EXT)))
+    return set_image_error (cp->dest, EINVAL, "creation options (-o) apply "
+                            "to a new qcow2 DEST only");
+  cp->dops = raw ? &raw_format : &qcow2_format;
+  return 0;
+}
+
+/* DEST: created (new) or opened in place, then the write set-up. */
+static int
+setup_dest (struct copy *cp, const char *dest_options,
+            const struct qc_open_opts *opts)
+{
+  struct stat sb;
+  struct qc_info info = { .struct_size = sizeof info };
+  int r;
+
+  if (!(cp->flags & QC_COPY_REUSE_EXT)) {
+    if (lstat (cp->dest, &sb) == 0)
+      return set_image_error (cp->dest, EEXIST, "already exists (reuse it "
+                              "with --reuse-existing)");
+    r = create_dest (cp, dest_options);
+  }
+  else
+    r = reuse_dest (cp, opts);
+  if (r < 0)
+    return r;
+  /* Copy-on-write in DEST reads SRC's backing view: DEST's backing holds
+   * the same (created so, or trusted when reused, as libvirt does). */
+  if (cp->under && cp->src->n > 1) {
+    chain_backing_reader (cp->src, 0, &cp->below, &cp->br);
+    cp->dops->set_backing_reader (cp->dst, &cp->br);
+  }
+  cp->draw = cp->dops == &raw_format;
+  cp->dops->describe (cp->dst, &info);
+  cp->gran = cp->draw || info.cluster_size == 0 ? RAW_GRAN : info.cluster_size;
+  if (cp->compress && cp->gran > REQ_SIZE)
+    cp->bufsize = cp->gran;
+  return 0;
+}
+
+static int
+start (struct copy *cp, const char *src, const char *dest,
+       const char *dest_options, const struct qc_open_opts *opts)
+{
+  struct chain_policy pol;
+  char *d;
+  int r;
+
+  opts_to_policy (opts, &pol);
+  pol.writable = false;
+  pol.no_backing = false;
+  pol.describe_only = false;
+  if ((r = chain_open (src, &pol, &cp->src)) < 0)
+    return r;
+  cp->size = cp->src->layers[0].info.virtual_size;
+  cp->compress = cp->flags & (QC_COPY_COMPRESS_ZLIB | QC_COPY_COMPRESS_ZSTD);
+  cp->under = (cp->flags & QC_COPY_SHALLOW) && cp->src->n > 1;
+  cp->bufsize = REQ_SIZE;
+  if ((cp->dest = strdup (dest)) == NULL || (d = strdup (dest)) == NULL)
+    return set_error (ENOMEM, "out of memory");
+  cp->dir = realpath (dirname (d), NULL);
+  free (d);
+  if (cp->dir == NULL)
+    return set_image_error (dest, errno, "its directory: %m");
+  if ((r = check_flags (cp, dest_options)) < 0
+      || (r = setup_dest (cp, dest_options, opts)) < 0)
+    return r;
+  r = (cp->flags & QC_COPY_SHALLOW) ? plan_shallow (cp) : plan_deep (cp);
+  if (r < 0)
+    return r;
+  r = engine_new (ENGINE_DEPTH, cp->bufsize, NBUFS,
+                  (cp->flags & QC_JOB_NO_URING) ? ENGINE_NO_URING : 0,
+                  &cp->eng);
+  if (r < 0 && !have_error ())
+    r = set_error (-r, "I/O engine: %s", strerror (-r));
+  return r;
+}
+
+struct qc_job *
+qc_copy_start (const char *src, const char *dest, const char *dest_options,
+               uint64_t bandwidth, unsigned flags,
+               const struct qc_open_opts *opts)
+{
+  struct copy *cp;
+  struct qc_job *j = NULL;
+  uint64_t end = 0;
+  size_t i;
+  int r;
+
+  clear_error ();
+  if (src == NULL || dest == NULL || *src == '\0' || *dest == '\0') {
+    public_error (set_error (EINVAL, "copy needs SRC and DEST"));
+    return NULL;
+  }
+  if ((cp = calloc (1, sizeof *cp)) == NULL) {
+    public_error (set_error (ENOMEM, "out of memory"));
+    return NULL;
+  }
+  cp->flags = flags;
+  r = start (cp, src, dest, dest_options, opts);
+  if (r < 0) {
+    copy_free (cp);
+    public_error (r);
+    return NULL;
+  }
+  for (i = 0; i < cp->nplan; i++)
+    if (cp->plan[i].kind != R_ZERO)
+      end += cp->plan[i].len;
+  if ((r = job_new (QC_JOB_COPY, &copy_ops, cp, bandwidth, &j)) < 0) {
+    public_error (r);
+    return NULL;
+  }
+  j->end = end;
+  j->max_request = STEP_MAX;
+  return j;
+}

@@ -1,0 +1,256 @@
+#!/bin/bash
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+# qchain copy against qemu-img: every flag combination on generated chains,
+# the guest view, check, backing names, sparseness, refusals, abort, progress.
+set -euo pipefail
+. "${srcdir:-$(dirname "$0")/..}/interop/common.sh"
+setup io
+
+M=$((1024 * 1024))
+SIZE=$((6 * M))
+
+# json_get FILE EXPR: a value from qemu-img's JSON (j is the parsed object).
+json_get () {
+  $PYTHON -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+
+# Bytes the image's own layer (depth 0) maps as data.
+own_data () {
+  "$QEMU_IMG" map --output=json "$@" >"$T/own.json"
+  json_get "$T/own.json" \
+    "sum(e['length'] for e in j if e['depth'] == 0 and e['data'])"
+}
+
+# same_view SRC DEST DESTFMT WHAT: qemu-img compare says identical.
+same_view () {
+  CHECKS=$((CHECKS + 1))
+  "$QEMU_IMG" compare -F "$3" "$1" "$2" >"$T/cmp.log" 2>&1 ||
+    { fail "$4: guest views differ"; cat "$T/cmp.log"; }
+}
+
+clean_check () {
+  CHECKS=$((CHECKS + 1))
+  "$QEMU_IMG" check "$1" >"$T/chk.log" 2>&1 ||
+    { fail "$2: qemu-img check not clean"; cat "$T/chk.log"; }
+}
+
+# copy_ok WHAT ARGS...: qchain copy ARGS must succeed.
+copy_ok () {
+  local what=$1; shift
+  CHECKS=$((CHECKS + 1))
+  run_qchain copy "$@"
+  if [ "$RC" -ne 0 ]; then
+    fail "$what: qchain copy $* exited $RC"; show_err; return 1
+  fi
+}
+
+# copy_refused WHAT PATTERN ARGS...: exit 1 with an error matching PATTERN.
+copy_refused () {
+  local what=$1 pat=$2; shift 2
+  CHECKS=$((CHECKS + 1))
+  run_qchain copy "$@"
+  if [ "$RC" -ne 1 ] || ! grep -qiE "$pat" "$ERR"; then
+    fail "$what: expected exit 1 matching '$pat', got $RC"; show_err
+  fi
+}
+
+no_temp () {
+  CHECKS=$((CHECKS + 1))
+  if ls -A "${1:-.}" | grep -q 'qchain-'; then
+    fail "$2: a temporary file was left"; ls -la "${1:-.}"
+  fi
+}
+
+# deep_cases SRC: default, --raw, compressed and the fallback I/O path.
+deep_cases () {
+  local src=$1 srcfmt=${2:-qcow2} tag d
+  for io in "" --no-uring; do
+    tag=${src%.*}$io
+    d=$tag.deep.$srcfmt
+    if copy_ok "deep $tag" $io "$src" "$d"; then
+      same_view "$src" "$d" "$srcfmt" "deep $tag"
+      CHECKS=$((CHECKS + 1))
+      "$QEMU_IMG" info --output=json "$d" >"$T/info.json"
+      [ "$(json_get "$T/info.json" "j['format'] + ' ' + str('backing-filename' in j)")" = "$srcfmt False" ] ||
+        fail "deep $tag: not $srcfmt without backing"
+      [ "$srcfmt" = qcow2 ] && clean_check "$d" "deep $tag"
+    fi
+    d=$tag.flat.raw
+    if copy_ok "raw $tag" $io --raw "$src" "$d"; then
+      same_view "$src" "$d" raw "raw $tag"
+      CHECKS=$((CHECKS + 1))
+      [ "$(du -B1 "$d" | cut -f1)" -lt "$(stat -c %s "$d")" ] ||
+        fail "raw $tag: not sparse"
+    fi
+  done
+  [ "$srcfmt" = qcow2 ] || return 0
+  for c in zlib zstd; do
+    d=${src%.*}.$c.qcow2
+    if copy_ok "compress=$c $src" --compress=$c "$src" "$d"; then
+      same_view "$src" "$d" qcow2 "compress=$c $src"
+      clean_check "$d" "compress=$c $src"
+      CHECKS=$((CHECKS + 1))
+      "$QEMU_IMG" info --output=json "$d" >"$T/info.json"
+      [ "$(json_get "$T/info.json" "j['format-specific']['data']['compression-type']")" = $c ] ||
+        fail "compress=$c $src: wrong compression type"
+    fi
+  done
+}
+
+# shallow_cases SRC BACKING_FMT
+shallow_cases () {
+  local src=$1 bfmt=$2 d io tag
+  for io in "" --no-uring; do
+    tag=${src%.*}$io
+    d=$tag.shallow.qcow2
+    copy_ok "shallow $tag" $io --shallow "$src" "$d" || continue
+    same_view "$src" "$d" qcow2 "shallow $tag"
+    clean_check "$d" "shallow $tag"
+    CHECKS=$((CHECKS + 1))
+    "$QEMU_IMG" info --output=json "$src" >"$T/si.json"
+    "$QEMU_IMG" info --output=json "$d" >"$T/di.json"
+    [ "$(json_get "$T/di.json" "j['backing-filename'] + ' ' + j['backing-filename-format']")" = \
+      "$(json_get "$T/si.json" "j['backing-filename']") $bfmt" ] ||
+      fail "shallow $tag: backing name or format differs"
+    CHECKS=$((CHECKS + 1))
+    [ "$(own_data "$d")" -le "$(own_data "$src")" ] ||
+      fail "shallow $tag: allocates more than the top layer holds"
+  done
+  mkdir -p other/dir
+  d=other/dir/${src%.*}.shallow.qcow2
+  if copy_ok "shallow into another dir" --shallow "$src" "$d"; then
+    same_view "$src" "$d" qcow2 "shallow into another dir"
+    CHECKS=$((CHECKS + 1))
+    "$QEMU_IMG" info --output=json "$d" >"$T/di.json"
+    [ "$(json_get "$T/di.json" "j['backing-filename']")" = \
+      "../../$(json_get "$T/si.json" "j['backing-filename']")" ] ||
+      fail "shallow into another dir: backing name does not resolve from DEST"
+  fi
+  copy_refused "shallow raw" "backing file" --shallow --raw "$src" x.raw
+  no_temp . "shallow raw"
+}
+
+say "v2, 4 KiB clusters: base (compressed clusters) <- mid <- top"
+qimg create -f qcow2 -o compat=0.10,cluster_size=4096 a0.qcow2 $SIZE
+scatter a0.qcow2 1 30 $SIZE wwazdc 4096
+qimg create -f qcow2 -o compat=0.10,cluster_size=4096 -b a0.qcow2 -F qcow2 a1.qcow2
+scatter a1.qcow2 2 20 $SIZE wwazd 4096
+qimg create -f qcow2 -o compat=0.10,cluster_size=4096 -b a1.qcow2 -F qcow2 a2.qcow2
+scatter a2.qcow2 3 20 $SIZE wwazd 4096
+deep_cases a2.qcow2
+shallow_cases a2.qcow2 qcow2
+deep_cases a0.qcow2
+
+say "v3, 64 KiB clusters, extended L2 top with compressed clusters"
+qimg create -f qcow2 b0.qcow2 $SIZE
+scatter b0.qcow2 4 20 $SIZE wwazdc 65536
+qimg create -f qcow2 -o extended_l2=on -b b0.qcow2 -F qcow2 b1.qcow2
+scatter b1.qcow2 5 30 $SIZE wwazudc 65536
+deep_cases b1.qcow2
+shallow_cases b1.qcow2 qcow2
+
+say "raw base <- qcow2 <- qcow2; a raw SRC alone"
+qimg create -f raw c0.raw $SIZE
+scatter c0.raw 6 14 $SIZE wwa 65536 -f raw --
+qimg create -f qcow2 -b c0.raw -F raw c1.qcow2
+scatter c1.qcow2 7 14 $SIZE wwazd 65536
+qimg create -f qcow2 -b c1.qcow2 -F qcow2 c2.qcow2
+scatter c2.qcow2 8 14 $SIZE wwazd 65536
+deep_cases c2.qcow2
+shallow_cases c2.qcow2 qcow2
+shallow_cases c1.qcow2 raw
+deep_cases c0.raw raw
+copy_ok "shallow raw of a raw SRC" --shallow --raw c0.raw c0.sr.raw &&
+  same_view c0.raw c0.sr.raw raw "shallow raw of a raw SRC"
+
+say "-o creation options"
+if copy_ok "-o" -o cluster_size=16384,extended_l2=on,refcount_bits=64 a2.qcow2 o.qcow2; then
+  same_view a2.qcow2 o.qcow2 qcow2 "-o"
+  clean_check o.qcow2 "-o"
+  CHECKS=$((CHECKS + 1))
+  "$QEMU_IMG" info --output=json o.qcow2 >"$T/info.json"
+  [ "$(json_get "$T/info.json" "(j['cluster-size'], j['format-specific']['data']['extended-l2'], j['format-specific']['data']['refcount-bits'])")" = "(16384, True, 64)" ] ||
+    fail "-o: options not applied"
+fi
+copy_refused "-o bad" "unknown creation option" -o nosuch=1 a2.qcow2 o2.qcow2
+no_temp . "-o bad"
+CHECKS=$((CHECKS + 1))
+[ ! -e o2.qcow2 ] || fail "-o bad: DEST created"
+
+say "--reuse-existing"
+qimg create -f qcow2 r1.qcow2 $SIZE
+copy_ok "reuse qcow2" --reuse-existing a2.qcow2 r1.qcow2 &&
+  same_view a2.qcow2 r1.qcow2 qcow2 "reuse qcow2" && clean_check r1.qcow2 "reuse qcow2"
+copy_refused "reuse non-zero" "not empty" --reuse-existing a2.qcow2 r1.qcow2
+truncate -s $SIZE r2.raw
+copy_refused "reuse without magic" "magic" --reuse-existing a2.qcow2 r2.raw
+copy_ok "reuse raw" --reuse-existing --raw a2.qcow2 r2.raw &&
+  same_view a2.qcow2 r2.raw raw "reuse raw"
+# with --shallow DEST holds the backing's view: a copy of the backing file
+qimg convert -O qcow2 a1.qcow2 r3.qcow2
+copy_ok "reuse shallow qcow2" --reuse-existing --shallow a2.qcow2 r3.qcow2 &&
+  same_view a2.qcow2 r3.qcow2 qcow2 "reuse shallow qcow2" &&
+  clean_check r3.qcow2 "reuse shallow qcow2"
+qimg convert -O raw a1.qcow2 r4.raw
+copy_ok "reuse shallow raw" --reuse-existing --shallow --raw a2.qcow2 r4.raw &&
+  same_view a2.qcow2 r4.raw raw "reuse shallow raw"
+# a qcow2 DEST made with a relative backing name keeps it
+mkdir -p keep
+qimg convert -O qcow2 a1.qcow2 keep/a1copy.qcow2
+qimg create -f qcow2 -b a1copy.qcow2 -F qcow2 keep/r5.qcow2
+copy_ok "reuse shallow keeps name" --reuse-existing --shallow a2.qcow2 keep/r5.qcow2 &&
+  same_view a2.qcow2 keep/r5.qcow2 qcow2 "reuse shallow keeps name"
+CHECKS=$((CHECKS + 1))
+"$QEMU_IMG" info --output=json keep/r5.qcow2 >"$T/info.json"
+[ "$(json_get "$T/info.json" "j['backing-filename']")" = a1copy.qcow2 ] ||
+  fail "reuse shallow: DEST's backing name changed"
+
+say "refusals"
+copy_refused "DEST exists" "already exists" a2.qcow2 r1.qcow2
+copy_refused "compress raw" "qcow2" --compress --raw a2.qcow2 cr.raw
+copy_refused "missing SRC" "no such file" nosuch.qcow2 n.qcow2
+copy_refused "-O qcow2 of raw" "not qcow2 from raw" -O qcow2 c0.raw n.qcow2
+copy_ok "-O raw" -O raw a2.qcow2 oraw.raw && same_view a2.qcow2 oraw.raw raw "-O raw"
+copy_ok "-O qcow2" -O qcow2 a2.qcow2 oq.qcow2 && same_view a2.qcow2 oq.qcow2 qcow2 "-O qcow2"
+CHECKS=$((CHECKS + 1))
+run_qchain copy --bandwidth x a2.qcow2 n.qcow2
+[ "$RC" -eq 2 ] || fail "bad --bandwidth: exit $RC, not 2"
+CHECKS=$((CHECKS + 1))
+run_qchain copy a2.qcow2
+[ "$RC" -eq 2 ] || fail "missing DEST: exit $RC, not 2"
+no_temp . refusals
+
+say "--progress=json"
+if copy_ok "progress" --progress=json --bandwidth 64M b1.qcow2 p.qcow2; then
+  CHECKS=$((CHECKS + 1))
+  $PYTHON - "$OUT" <<'EOF' || fail "progress: bad JSON lines"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert lines, "no lines"
+objs = [json.loads(l) for l in lines]
+for o in objs:
+    assert set(o) == {"cur", "end", "rate", "elapsed"}, o
+    assert 0 <= o["cur"] <= o["end"]
+    assert isinstance(o["elapsed"], float)
+assert objs[-1]["cur"] == objs[-1]["end"] > 0, objs[-1]
+EOF
+fi
+
+say "abort mid-copy"
+qimg create -f qcow2 big.qcow2 64M
+qio_cmds big.qcow2 "write -P 7 0 64M"
+mkdir -p ab
+for io in "" --no-uring; do
+  CHECKS=$((CHECKS + 1))
+  rc=0
+  "$QCHAIN" copy $io --bandwidth 1 big.qcow2 ab/dest.qcow2 2>"$T/ab.err" &
+  pid=$!
+  sleep 0.5
+  kill -INT $pid
+  wait $pid || rc=$?
+  [ "$rc" -eq 130 ] || { fail "abort$io: exit $rc, not 130"; cat "$T/ab.err"; }
+  CHECKS=$((CHECKS + 1))
+  [ -z "$(ls -A ab)" ] || { fail "abort$io: files left"; ls -la ab; }
+done
+
+finish
