@@ -2,12 +2,13 @@
  * library, against a raw file written with the same bytes and chunking.
  *
  *   write-seq [--size-mib N] [--chunk-mib C] [--runs R] [--dir D]
- *             [--keep-raw PATH] [--cluster-size N] [--quiet]
+ *             [--warmup W] [--keep-raw PATH] [--cluster-size N] [--quiet]
  *
  * Each run writes N MiB (default 1024) of incompressible data in C MiB
  * chunks (default 4): raw: open(O_CREAT) + pwrite + fdatasync + close;
  * qcow2: qcow2_format.create + open + pwrite + flush (which fsyncs) +
- * close. Runs alternate raw / qcow2 (R of each, default 3), each on a
+ * close. After W untimed warm-up pairs (default 1), runs alternate
+ * raw / qcow2 (R of each, default 3), each on a
  * fresh file in D (default .); the medians and their ratio qcow2/raw are
  * printed, last line: "ratio R". --keep-raw leaves the raw file of the
  * last run at PATH (for the reference `qemu-img convert -O qcow2`). */
@@ -29,7 +30,7 @@
 
 #define POOL_MIB 64
 
-static uint64_t size_mib = 1024, chunk_mib = 4, runs = 3;
+static uint64_t size_mib = 1024, chunk_mib = 4, runs = 3, warmup = 1;
 static uint32_t cluster_size;
 static const char *dir = ".", *keep_raw;
 static int quiet;
@@ -152,6 +153,7 @@ main (int argc, char **argv)
     { "keep-raw", required_argument, NULL, 'k' },
     { "cluster-size", required_argument, NULL, 'C' },
     { "quiet", no_argument, NULL, 'q' },
+    { "warmup", required_argument, NULL, 'w' },
     { NULL, 0, NULL, 0 },
   };
   char *raw_path, *q_path;
@@ -168,10 +170,11 @@ main (int argc, char **argv)
     case 'k': keep_raw = optarg; break;
     case 'C': cluster_size = (uint32_t) strtoul (optarg, NULL, 0); break;
     case 'q': quiet = 1; break;
+    case 'w': warmup = strtoull (optarg, NULL, 0); break;
     default:
       fprintf (stderr, "usage: write-seq [--size-mib N] [--chunk-mib C] "
-               "[--runs R] [--dir D] [--keep-raw PATH] [--cluster-size N] "
-               "[--quiet]\n");
+               "[--runs R] [--warmup W] [--dir D] [--keep-raw PATH] "
+               "[--cluster-size N] [--quiet]\n");
       return 2;
     }
   }
@@ -196,6 +199,12 @@ main (int argc, char **argv)
       || asprintf (&q_path, "%s/write-seq.qcow2", dir) < 0)
     die ("asprintf");
 
+  for (i = 0; i < warmup; i++) {
+    double a = run_raw (raw_path), b = run_qcow2 (q_path);
+    if (!quiet)
+      printf ("warm-up %" PRIu64 ": raw %.3f s, qcow2 %.3f s (not counted)\n",
+              i + 1, a, b);
+  }
   for (i = 0; i < runs; i++) {
     traw[i] = run_raw (raw_path);
     tq[i] = run_qcow2 (q_path);

@@ -3,7 +3,8 @@
 # library against a raw file of the same bytes (bench/write-seq), and
 # `qemu-img convert -O qcow2` of that raw file for reference.
 #
-#   sh bench/write-speed.sh [SIZE_MIB [RUNS]]      (from the build directory)
+#   sh bench/write-speed.sh [SIZE_MIB [RUNS]]   (from the build directory;
+#   defaults 1024 MiB, 5 timed runs of each after one untimed warm-up)
 #
 # Environment: WRITE_SEQ (default ./bench/write-seq), QEMU_IMG (default
 # qemu-img), BENCH_DIR (where the files go; default a temporary directory
@@ -12,7 +13,7 @@
 set -eu
 
 SIZE_MIB=${1:-1024}
-RUNS=${2:-3}
+RUNS=${2:-5}
 WRITE_SEQ=${WRITE_SEQ:-./bench/write-seq}
 QEMU_IMG=${QEMU_IMG:-qemu-img}
 
@@ -44,6 +45,7 @@ if command -v "$QEMU_IMG" >/dev/null 2>&1; then
     times="$times $(awk "BEGIN { printf \"%.3f\", $t1 - $t0 }")"
     i=$((i + 1))
   done
+  # shellcheck disable=SC2086 # (word splitting wanted)
   med=$(printf '%s\n' $times | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
   echo "reference: qemu-img convert -O qcow2 of the same raw: median $med s ($(awk "BEGIN { printf \"%.0f\", $SIZE_MIB / $med }") MiB/s; times:$times)"
   rm -f "$D/convert.qcow2"

@@ -189,4 +189,5 @@ chain_backing_reader (struct chain *c, unsigned depth, struct chain_below *b,
   b->depth = depth;
   br->read = backing_read;
   br->opaque = b;
+  br->size = depth + 1 < c->n ? c->layers[depth + 1].info.virtual_size : 0;
 }

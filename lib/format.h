@@ -38,6 +38,7 @@ struct layer_extent {
 struct backing_reader {
   int (*read) (void *opaque, void *buf, size_t n, uint64_t off);
   void *opaque;
+  uint64_t size;                 /* guest size of the view below */
 };
 
 /* What `create` makes. Zero fields take qemu-img's defaults. */

@@ -13,14 +13,15 @@
 #include "qcow2.h"
 
 /* The new table is complete and durable before the header names it; the
- * old one is freed after that (a crash in between leaks one of them). */
+ * old one is freed after that (a crash in between leaks one of them). The
+ * virtual size in the header is the caller's to change. */
 static int
-grow_l1 (struct qcow2_state *s, uint64_t entries, uint64_t size)
+grow_l1 (struct qcow2_state *s, uint64_t entries)
 {
   uint64_t cs = s->cluster_size, ncl = DIV_ROUND_UP (entries * 8, cs);
   uint64_t first, i, old_off = s->h.l1_table_offset;
   uint32_t old_n = s->h.l1_size;
-  uint64_t old_size = s->h.size, *nl1;
+  uint64_t *nl1;
   unsigned char *buf;
   int r;
 
@@ -46,7 +47,6 @@ grow_l1 (struct qcow2_state *s, uint64_t entries, uint64_t size)
     return r;
   s->h.l1_table_offset = first << s->h.cluster_bits;
   s->h.l1_size = (uint32_t) entries;
-  s->h.size = size;
   r = qcow2_write_header_fields (s);
   if (r == 0)
     r = qcow2_barrier (s);
@@ -54,13 +54,27 @@ grow_l1 (struct qcow2_state *s, uint64_t entries, uint64_t size)
     {
       s->h.l1_table_offset = old_off;
       s->h.l1_size = old_n;
-      s->h.size = old_size;
       return r;
     }
   if (old_n)
     r = qcow2_free_later (s, old_off >> s->h.cluster_bits,
                           DIV_ROUND_UP ((uint64_t) old_n * 8, cs));
   return r < 0 ? r : qcow2_flush_op (s);
+}
+
+/* Zero [old, size) where a backing view below could show through: up to
+ * the backing's size, or all of it when the header names a backing file
+ * whose view was not given. */
+static int
+zero_from_backing (struct qcow2_state *s, uint64_t old, uint64_t size)
+{
+  uint64_t end;
+
+  if (s->br.read)
+    end = MIN (size, s->br.size);
+  else
+    end = s->backing_file ? size : 0;
+  return end > old ? qcow2_zero_op (s, old, end - old) : 0;
 }
 
 int
@@ -88,10 +102,20 @@ qcow2_resize_op (void *st, uint64_t size)
   r = qcow2_flush_op (s);
   if (r < 0)
     return r;
-  if (entries > s->h.l1_size)
-    return grow_l1 (s, entries, size);
+  if (entries > s->h.l1_size) {
+    r = grow_l1 (s, entries);
+    if (r < 0)
+      return r;
+  }
+  /* The grown range must read as zeroes, not as the backing file's data
+   * there: zero it, durably, before the header shows the new size, so a
+   * crash in between leaves the old size. */
   s->h.size = size;
-  r = qcow2_write_header_fields (s);
+  r = zero_from_backing (s, old, size);
+  if (r == 0)
+    r = qcow2_flush_op (s);
+  if (r == 0)
+    r = qcow2_write_header_fields (s);
   if (r == 0)
     r = qcow2_barrier (s);
   if (r < 0)

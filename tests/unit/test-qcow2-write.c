@@ -105,7 +105,8 @@ backing_read (void *opaque, void *buf, size_t n, uint64_t off)
   return 0;
 }
 
-static const struct backing_reader backing = { backing_read, NULL };
+/* An endless pattern below: every grown range must be zeroed. */
+static const struct backing_reader backing = { backing_read, NULL, UINT64_MAX };
 
 static void
 fill (unsigned char *p, size_t n, unsigned seed)
@@ -151,6 +152,38 @@ test_cow_backing (void **state)
   reopen (&m, 0);
   expect (&m, 65536, want, sizeof want);
   done (&m);
+}
+
+/* Regression: growing an image over a longer backing file must not
+ * uncover the backing's data: the grown range reads as zeroes (qemu-img
+ * resize), up to the backing's end; past it nothing needs zeroing. */
+static void
+test_resize_hides_backing (void **state)
+{
+  static const struct backing_reader below = { backing_read, NULL, 3 << 20 };
+  unsigned char data[100], want[65536];
+  struct img m_resize;
+
+  (void) state;
+  mk (&m_resize, 3, 65536, 16, false, 1 << 20);
+  qcow2_format.set_backing_reader (m_resize.s, &below);
+  assert_int_equal (qcow2_format.resize (m_resize.s, 4 << 20), 0);
+  assert_int_equal (status (&m_resize, 1 << 20, 2 << 20).type, EXT_ZERO);
+  assert_int_equal (status (&m_resize, 1 << 20, 2 << 20).len, 2 << 20);
+  assert_int_equal (status (&m_resize, 3 << 20, 1 << 20).type, EXT_UNALLOC);
+  /* a partial write there completes its cluster with zeroes, not pattern */
+  fill (data, sizeof data, 5);
+  assert_int_equal (qcow2_format.pwrite (m_resize.s, data, sizeof data,
+                                         (2 << 20) + 100), 0);
+  memset (want, 0, sizeof want);
+  memcpy (want + 100, data, sizeof data);
+  expect (&m_resize, 2 << 20, want, sizeof want);
+  clean (&m_resize);
+  reopen (&m_resize, 0);
+  assert_int_equal (status (&m_resize, (2 << 20) + 65536, 65536).type,
+                    EXT_ZERO);
+  expect (&m_resize, 2 << 20, want, sizeof want);
+  done (&m_resize);
 }
 
 /* Extended L2: a whole subcluster is just written; a partial one is
@@ -648,6 +681,7 @@ main (void)
     cmocka_unit_test (test_refcount_widths),
     cmocka_unit_test (test_reftable_growth),
     cmocka_unit_test (test_l1_growth),
+    cmocka_unit_test (test_resize_hides_backing),
     cmocka_unit_test (test_snapshot_cow),
     cmocka_unit_test (test_bitmaps_refused),
     cmocka_unit_test (test_dirty_refused),

@@ -17,13 +17,20 @@
  *     before the crash, or a value some later operation (up to the one in
  *     flight) wrote there (zero/discard: 0);
  *   - when the driver has a check op: no corruption, no check error.
- * OUTDIR/PREFIX.list gets "N FILE" for every image written, for the
- * script (qemu-img check, qchain check, qchain check --repair leaks).
+ * A leaking image (and a clean one in ten) is also repaired in-process as
+ * `qchain check --repair leaks` does; the result, OUTDIR/PREFIX-N.rep.qcow2,
+ * must check clean and read as before.
+ * OUTDIR/PREFIX.list gets "N FILE CORRUPTIONS LEAKS CHECK-ERRORS REPAIRED"
+ * (the driver's check, "-" without one; the repaired file or "-") for
+ * every image written, for the script (qemu-img check, qchain check).
  *
  * --range A:B handles only the sample points with index A..B-1 (the script
  * runs batches so that the files of one batch at a time exist on disk).
  * --backing writes OUTDIR/PREFIX-backing.raw (a raw backing file, shorter
  * than the image) and records it as the image's backing file.
+ * --base IMAGE starts every run from a copy of IMAGE (e.g. one with
+ * internal snapshots made by qemu-img) instead of a new image; its
+ * geometry replaces the creation options.
  *
  * Exit 0 when every check passed, 1 otherwise (details on stderr). */
 #include <config.h>
@@ -60,6 +67,8 @@ static struct {
   uint64_t dense, max_points;
   uint64_t range_a, range_b;
   const char *prefix;
+  const char *base;              /* start from this image (no backing) */
+  bool reorder;
   bool verbose;
 } o = {
   .cluster_size = 65536, .refcount_bits = 16, .version = 3,
@@ -75,6 +84,10 @@ static unsigned char *backing_data;
 static uint64_t backing_len;
 static char *backing_name;         /* as recorded in the header */
 static uint64_t failures;
+/* --base: the image the runs start from instead of a new one */
+static unsigned char *base_data;
+static size_t base_len;
+static unsigned char *base_view;
 
 /* The guest view after each flush op (and before op 0): flush_model[k]
  * is the model when op flush_op[k] completed (flush_op[0] = -1). */
@@ -94,7 +107,7 @@ usage (void)
     "usage: crash-sim [--cluster-size N] [--refcount-bits N] [--compat 0.10|1.1]\n"
     "         [--extended-l2] [--zstd] [--compressed] [--backing] [--size N]\n"
     "         [--ops N] [--seed S] [--dense N] [--max-points N] [--range A:B]\n"
-    "         [--prefix NAME] [--verbose] OUTDIR\n");
+    "         [--prefix NAME] [--base IMAGE] [--reorder] [--verbose] OUTDIR\n");
   exit (2);
 }
 
@@ -102,7 +115,8 @@ static void
 parse_options (int argc, char **argv)
 {
   enum { O_CS = 256, O_RB, O_COMPAT, O_EXTL2, O_ZSTD, O_COMP, O_BACK, O_SIZE,
-         O_OPS, O_SEED, O_DENSE, O_MAXP, O_RANGE, O_PREFIX, O_VERBOSE };
+         O_OPS, O_SEED, O_DENSE, O_MAXP, O_RANGE, O_PREFIX, O_VERBOSE,
+         O_BASE, O_REORDER };
   static const struct option lo[] = {
     { "cluster-size", required_argument, NULL, O_CS },
     { "refcount-bits", required_argument, NULL, O_RB },
@@ -119,6 +133,8 @@ parse_options (int argc, char **argv)
     { "range", required_argument, NULL, O_RANGE },
     { "prefix", required_argument, NULL, O_PREFIX },
     { "verbose", no_argument, NULL, O_VERBOSE },
+    { "base", required_argument, NULL, O_BASE },
+    { "reorder", no_argument, NULL, O_REORDER },
     { NULL, 0, NULL, 0 },
   };
   int c;
@@ -150,6 +166,8 @@ parse_options (int argc, char **argv)
       break;
     case O_PREFIX: o.prefix = optarg; break;
     case O_VERBOSE: o.verbose = true; break;
+    case O_BASE: o.base = optarg; break;
+    case O_REORDER: o.reorder = true; break;
     default: usage ();
     }
   }
@@ -196,9 +214,10 @@ gen_ops (void)
     else if (k < 52) {                     /* big: grows the file */
       p->type = OP_WRITE;
       p->off = c0 * cs + (wt_below (&r, 2) ? 0 : wt_below (&r, cs));
-      p->len = cs * (4 + wt_below (&r, 28)) + wt_below (&r, 2) * wt_below (&r, cs);
-      if (p->len > (1 << 20))
-        p->len = (1 << 20) + wt_below (&r, 4096);
+      /* 4 clusters .. 512 KiB, sometimes not cluster-aligned */
+      p->len = 4 * cs + wt_below (&r, (512 << 10) > 4 * cs ? (512 << 10) - 4 * cs : 1);
+      if (wt_below (&r, 2))
+        p->len = p->len / cs * cs;
     }
     else {                                 /* small or partial */
       p->type = OP_WRITE;
@@ -256,6 +275,8 @@ build_models (void)
     wt_die ("out of memory");
   if (backing_data)
     memcpy (m, backing_data, backing_len < o.size ? backing_len : o.size);
+  if (base_view)
+    memcpy (m, base_view, o.size);
   flush_model = calloc (nops + 1, sizeof *flush_model);
   flush_op = calloc (nops + 1, sizeof *flush_op);
   if (!flush_model || !flush_op)
@@ -319,6 +340,223 @@ backing_read (void *opaque, void *buf, size_t n, uint64_t off)
   return 0;
 }
 
+/* --base: load the image, take its geometry and guest view. */
+static void
+load_base (void)
+{
+  struct chain_policy pol = { .format = "qcow2", .no_backing = true };
+  struct chain *c;
+  struct layer *l;
+  FILE *f = fopen (o.base, "rb");
+  long n;
+
+  if (f == NULL || fseek (f, 0, SEEK_END) < 0 || (n = ftell (f)) < 0)
+    wt_die ("%s: %m", o.base);
+  rewind (f);
+  base_len = (size_t) n;
+  base_data = malloc (base_len ? base_len : 1);
+  if (base_data == NULL || fread (base_data, 1, base_len, f) != base_len)
+    wt_die ("%s: read failed", o.base);
+  fclose (f);
+  WT_CALL ("chain_open (--base)", chain_open (o.base, &pol, &c));
+  l = &c->layers[0];
+  if (l->info.backing_filename)
+    wt_die ("%s: --base images must not have a backing file", o.base);
+  o.size = l->info.virtual_size;
+  o.cluster_size = l->info.cluster_size;
+  o.refcount_bits = l->info.refcount_bits;
+  o.version = l->info.qcow2_version;
+  o.extended_l2 = !!(l->info.flags & QC_INFO_EXTENDED_L2);
+  o.zstd = l->info.compression_type
+           && strcmp (l->info.compression_type, "zstd") == 0;
+  base_view = malloc (o.size);
+  if (base_view == NULL)
+    wt_die ("out of memory");
+  WT_CALL ("chain_read (--base)", chain_read (c, 0, base_view, o.size, 0));
+  chain_close (c);
+}
+
+/* ---- the journal: every write of the full run, with its flush epoch --- */
+
+enum jtype { J_WRITE, J_ZERO, J_TRUNCATE };
+struct jentry {
+  enum jtype type;
+  uint64_t off, len;
+  unsigned char *data;
+  uint64_t epoch;                /* io flushes issued before it */
+};
+static struct jentry *journal;
+static uint64_t njournal, jcap, nflushes;
+static unsigned char *init_data;   /* the image when the run starts */
+static size_t init_len;
+static uint64_t *fc_end;           /* io flushes issued at the end of op i */
+static uint64_t crash_epoch = UINT64_MAX;  /* reordering crash: its epoch */
+static const char *cur_tag = "";   /* "-newest", "-random": which reordering */
+
+struct jio {
+  struct io io;
+  struct io *inner;
+};
+
+static struct jentry *
+jadd (enum jtype t, uint64_t off, uint64_t len)
+{
+  struct jentry *e;
+
+  if (njournal == jcap) {
+    jcap = jcap ? 2 * jcap : 256;
+    journal = realloc (journal, jcap * sizeof *journal);
+    if (journal == NULL)
+      wt_die ("out of memory");
+  }
+  e = &journal[njournal++];
+  memset (e, 0, sizeof *e);
+  e->type = t;
+  e->off = off;
+  e->len = len;
+  e->epoch = nflushes;
+  return e;
+}
+
+static int
+j_pread (struct io *io, void *buf, size_t n, uint64_t off)
+{
+  struct io *in = ((struct jio *) io)->inner;
+  return in->ops->pread (in, buf, n, off);
+}
+
+static int
+j_pwrite (struct io *io, const void *buf, size_t n, uint64_t off)
+{
+  struct io *in = ((struct jio *) io)->inner;
+  struct jentry *e = jadd (J_WRITE, off, n);
+
+  e->data = malloc (n ? n : 1);
+  if (e->data == NULL)
+    wt_die ("out of memory");
+  memcpy (e->data, buf, n);
+  return in->ops->pwrite (in, buf, n, off);
+}
+
+static int
+j_flush (struct io *io)
+{
+  struct io *in = ((struct jio *) io)->inner;
+  nflushes++;
+  return in->ops->flush (in);
+}
+
+static int
+j_get_size (struct io *io, uint64_t *size)
+{
+  struct io *in = ((struct jio *) io)->inner;
+  return in->ops->get_size (in, size);
+}
+
+static int
+j_truncate (struct io *io, uint64_t size)
+{
+  struct io *in = ((struct jio *) io)->inner;
+  jadd (J_TRUNCATE, size, 0);
+  return in->ops->truncate (in, size);
+}
+
+static int
+j_zero (struct io *io, uint64_t off, uint64_t len)
+{
+  struct io *in = ((struct jio *) io)->inner;
+  jadd (J_ZERO, off, len);
+  return in->ops->zero (in, off, len);
+}
+
+static int
+j_extent (struct io *io, uint64_t off, uint64_t len, bool *is_data,
+          uint64_t *run)
+{
+  struct io *in = ((struct jio *) io)->inner;
+  return in->ops->extent (in, off, len, is_data, run);
+}
+
+static int
+j_allocated (struct io *io, uint64_t *bytes)
+{
+  struct io *in = ((struct jio *) io)->inner;
+  return in->ops->allocated (in, bytes);
+}
+
+static void
+j_close (struct io *io)
+{
+  (void) io;                     /* the inner io is closed by its owner */
+}
+
+static const struct io_ops jio_ops = {
+  .kind = "journal",
+  .pread = j_pread, .pwrite = j_pwrite, .flush = j_flush,
+  .get_size = j_get_size, .truncate = j_truncate, .zero = j_zero,
+  .extent = j_extent, .allocated = j_allocated, .close = j_close,
+};
+
+/* The image when the first n writes were issued: every write of an epoch
+ * before the crash's (flushed) lands; of the writes in the crash's epoch,
+ * those keep() accepts. */
+static unsigned char *
+build_image (uint64_t n, bool (*keep) (uint64_t idx, uint64_t n, void *),
+             void *opaque, size_t *lenp)
+{
+  uint64_t e = n < njournal ? journal[n].epoch : nflushes, i;
+  size_t len = init_len, cap = init_len + (1 << 20);
+  unsigned char *d = calloc (1, cap);
+
+  if (d == NULL)
+    wt_die ("out of memory");
+  memcpy (d, init_data, init_len);
+  for (i = 0; i < n && i < njournal; i++) {
+    const struct jentry *j = &journal[i];
+    uint64_t end = j->off + j->len;
+
+    if (j->epoch == e && !keep (i, n, opaque))
+      continue;
+    if (j->type == J_TRUNCATE)
+      end = j->off;
+    if ((j->type == J_WRITE || j->type == J_TRUNCATE) && end > cap) {
+      size_t ncap = cap;
+      while (ncap < end)
+        ncap *= 2;
+      d = realloc (d, ncap);
+      if (d == NULL)
+        wt_die ("out of memory");
+      memset (d + cap, 0, ncap - cap);
+      cap = ncap;
+    }
+    switch (j->type) {
+    case J_WRITE:
+      memcpy (d + j->off, j->data, j->len);
+      if (end > len)
+        len = end;
+      break;
+    case J_ZERO:
+      if (j->off < len)
+        memset (d + j->off, 0, (end < len ? end : len) - j->off);
+      break;
+    default:
+      if (end < len)
+        memset (d + end, 0, len - end);
+      len = end;
+      break;
+    }
+  }
+  *lenp = len;
+  return d;
+}
+
+/* The io flushes issued before the crash at n (crash just before write n). */
+static uint64_t
+epoch_at (uint64_t n)
+{
+  return n < njournal ? journal[n].epoch : nflushes;
+}
+
 /* ---- replaying -------------------------------------------------------- */
 
 /* Run the sequence with only the first `limit` writes landing; in the
@@ -334,16 +572,37 @@ replay (uint64_t limit, bool record)
     .zstd = o.zstd, .backing = backing_name,
     .backing_format = backing_name ? "raw" : NULL,
   };
-  struct backing_reader br = { .read = backing_read };
+  struct backing_reader br = { .read = backing_read, .size = backing_len };
+  static struct jio jw;
   struct io *io;
   void *st;
   uint64_t i;
   int r;
 
-  WT_CALL ("io_open_mem", io_open_mem ("crash.qcow2", NULL, 0, &io));
-  WT_CALL ("qcow2_format.create", qcow2_format.create (io, &p));
+  if (o.base)
+    WT_CALL ("io_open_mem", io_open_mem ("crash.qcow2", base_data, base_len,
+                                         &io));
+  else {
+    WT_CALL ("io_open_mem", io_open_mem ("crash.qcow2", NULL, 0, &io));
+    WT_CALL ("qcow2_format.create", qcow2_format.create (io, &p));
+  }
   io_mem_set_write_limit (io, limit);
-  r = qcow2_format.open (io, FMT_OPEN_WRITE, &st);
+  if (record) {
+    /* the journal sees every write and flush of the full run */
+    size_t l;
+    const unsigned char *d0 = io_mem_data (io, &l);
+    init_data = malloc (l ? l : 1);
+    if (init_data == NULL)
+      wt_die ("out of memory");
+    memcpy (init_data, d0, l);
+    init_len = l;
+    jw.io.ops = &jio_ops;
+    jw.io.name = io->name;
+    jw.io.writable = true;
+    jw.io.fd = -1;
+    jw.inner = io;
+  }
+  r = qcow2_format.open (record ? &jw.io : io, FMT_OPEN_WRITE, &st);
   if (r < 0) {
     if (io_mem_writes (io) < limit)
       wt_die ("open for writing (limit %" PRIu64 "): %s", limit, wt_err ());
@@ -379,8 +638,10 @@ replay (uint64_t limit, bool record)
               q->len, limit, wt_err ());
     if (r < 0)
       break;                /* after the crash: what it did no longer matters */
-    if (record)
+    if (record) {
       w_end[i] = io_mem_writes (io);
+      fc_end[i] = nflushes;
+    }
   }
   qcow2_format.close (st);
   if (record)
@@ -389,17 +650,6 @@ replay (uint64_t limit, bool record)
 }
 
 /* ---- checking one crash point ---------------------------------------- */
-
-static uint64_t
-fnv (const unsigned char *p, size_t n)
-{
-  uint64_t h = 0xcbf29ce484222325ULL;
-  size_t i;
-
-  for (i = 0; i < n; i++)
-    h = (h ^ p[i]) * 0x100000001b3ULL;
-  return h ^ n;
-}
 
 /* Report a failure at crash point n. */
 static void
@@ -415,7 +665,8 @@ point_fail (uint64_t n, const char *fmt, ...)
   if (failures > 40)
     return;
   fprintf (stderr, "crash-sim: FAIL: crash after write %" PRIu64 " of %"
-           PRIu64 ": ", n, total_writes);
+           PRIu64 "%s%s: ", n, total_writes, cur_tag[0] ? " reordered " : "",
+           cur_tag[0] ? cur_tag + 1 : "");
   va_start (ap, fmt);
   vfprintf (stderr, fmt, ap);
   va_end (ap);
@@ -442,9 +693,11 @@ check_view (uint64_t n, const unsigned char *view)
   const unsigned char *base;
   int64_t first_cand = 0, last_cand = -1;
 
-  /* the last flush completed: all its writes landed */
+  /* the last flush completed: all its writes landed (in-order crashes),
+   * its io flushes were all issued (reordering crashes) */
   for (k = 1; k < nflush; k++)
-    if (w_end[flush_op[k]] <= n)
+    if (crash_epoch == UINT64_MAX ? w_end[flush_op[k]] <= n
+                                  : fc_end[flush_op[k]] <= crash_epoch)
       f = k;
   base = flush_model[f];
   /* ops that may have put bytes on disk: after that flush, started before
@@ -459,6 +712,12 @@ check_view (uint64_t n, const unsigned char *view)
     int64_t j;
     bool ok = false;
 
+    /* fast path: whole 4 KiB blocks equal to the flushed view */
+    if ((b & 4095) == 0 && o.size - b >= 4096
+        && memcmp (view + b, base + b, 4096) == 0) {
+      b += 4095;
+      continue;
+    }
     if (view[b] == base[b])
       continue;
     for (j = last_cand; j >= first_cand && !ok; j--) {
@@ -494,20 +753,22 @@ check_view (uint64_t n, const unsigned char *view)
              bad);
 }
 
-/* Open what landed at point n (written to path) and check it. */
-static void
-check_image (uint64_t n, const char *path)
+/* Read the whole guest view of path; NULL (having reported) if it fails. */
+static unsigned char *
+read_view (uint64_t n, const char *path, struct chain **cp)
 {
   struct chain_policy pol = { .format = "qcow2" };
   struct chain *c;
   unsigned char *view;
   int r;
 
+  *cp = NULL;
   r = chain_open (path, &pol, &c);
   if (r < 0) {
     point_fail (n, "%s does not open: %s", path, wt_err ());
-    return;
+    return NULL;
   }
+  *cp = c;
   if (c->layers[0].info.virtual_size != o.size)
     point_fail (n, "%s: virtual size %" PRIu64 ", expected %" PRIu64, path,
                 c->layers[0].info.virtual_size, o.size);
@@ -515,30 +776,175 @@ check_image (uint64_t n, const char *path)
   if (view == NULL)
     wt_die ("out of memory");
   r = chain_read (c, 0, view, o.size, 0);
-  if (r < 0)
+  if (r < 0) {
     point_fail (n, "%s: reading the guest view failed: %s", path, wt_err ());
-  else
-    check_view (n, view);
-  free (view);
-  if (c->layers[0].ops->check) {
-    struct qc_check_result res = { .struct_size = sizeof res };
-    r = c->layers[0].ops->check (c->layers[0].st, 0, &res, NULL, NULL);
-    if (r < 0)
-      point_fail (n, "%s: the driver's check could not finish: %s", path,
-                  wt_err ());
-    else if (res.corruptions || res.check_errors)
-      point_fail (n, "%s: the driver's check finds %" PRIu64 " corruptions, %"
-                  PRIu64 " check errors (%" PRIu64 " leaks)", path,
-                  res.corruptions, res.check_errors, res.leaks);
+    free (view);
+    return NULL;
   }
+  return view;
+}
+
+/* The driver's check of an opened chain's top; false if it has none. */
+static bool
+driver_check (uint64_t n, const char *path, struct chain *c,
+              struct qc_check_result *out)
+{
+  struct qc_check_result res = { .struct_size = sizeof res };
+  int r;
+
+  if (c->layers[0].ops->check == NULL)
+    return false;
+  r = c->layers[0].ops->check (c->layers[0].st, 0, &res, NULL, NULL);
+  if (r < 0) {
+    point_fail (n, "%s: the driver's check could not finish: %s", path,
+                wt_err ());
+    return false;
+  }
+  *out = res;
+  return true;
+}
+
+/* Open what landed at point n (written to path) and check it: *out gets
+ * the driver's check result (check_errors = UINT64_MAX: none ran);
+ * returns the guest view (NULL if it could not be read). */
+static unsigned char *
+check_image (uint64_t n, const char *path, struct qc_check_result *out)
+{
+  struct chain *c;
+  unsigned char *view;
+
+  memset (out, 0, sizeof *out);
+  out->check_errors = UINT64_MAX;
+  view = read_view (n, path, &c);
+  if (view)
+    check_view (n, view);
+  if (c && driver_check (n, path, c, out)
+      && (out->corruptions || out->check_errors))
+    point_fail (n, "%s: the driver's check finds %" PRIu64 " corruptions, %"
+                PRIu64 " check errors (%" PRIu64 " leaks)", path,
+                out->corruptions, out->check_errors, out->leaks);
   chain_close (c);
+  return view;
+}
+
+/* Repair leaks in-process (as qchain check --repair leaks does: open for
+ * repair, check with QC_CHECK_REPAIR_LEAKS, flush), write the result to
+ * rpath; then it must check clean and read as view. */
+static void
+repair_image (uint64_t n, const unsigned char *d, size_t len,
+              const unsigned char *view, const char *rpath, uint64_t leaks)
+{
+  struct qc_check_result res = { .struct_size = sizeof res };
+  struct io *io;
+  struct chain *c;
+  unsigned char *v2;
+  void *st;
+  size_t rlen;
+  const unsigned char *rd;
+  int r, e;
+
+  WT_CALL ("io_open_mem", io_open_mem (rpath, d, len, &io));
+  r = qcow2_format.open (io, FMT_OPEN_WRITE | FMT_OPEN_REPAIR, &st);
+  if (r < 0) {
+    point_fail (n, "repair: open for repair fails: %s", wt_err ());
+    io_close (io);
+    return;
+  }
+  r = qcow2_format.check (st, QC_CHECK_REPAIR_LEAKS, &res, NULL, NULL);
+  if (r == 0)
+    r = qcow2_format.flush (st);
+  if (r < 0)
+    point_fail (n, "repair: check --repair leaks fails: %s", wt_err ());
+  else if (res.leaks_fixed != leaks || res.leaks || res.corruptions)
+    point_fail (n, "repair: %" PRIu64 " leaks found before, %" PRIu64
+                " fixed; left: %" PRIu64 " leaks, %" PRIu64 " corruptions",
+                leaks, res.leaks_fixed, res.leaks, res.corruptions);
+  qcow2_format.close (st);
+  rd = io_mem_data (io, &rlen);
+  e = wt_write_file (rpath, rd, rlen);
+  if (e < 0)
+    wt_die ("%s: %s", rpath, strerror (-e));
+  io_close (io);
+  v2 = read_view (n, rpath, &c);
+  if (v2 && view) {
+    int64_t x = wt_first_diff (view, v2, o.size);
+    if (x >= 0)
+      point_fail (n, "repair changed the guest view at offset %" PRId64, x);
+  }
+  memset (&res, 0, sizeof res);
+  if (c && driver_check (n, rpath, c, &res)
+      && (res.leaks || res.corruptions || res.check_errors))
+    point_fail (n, "%s: after the repair the driver's check still finds %"
+                PRIu64 " leaks, %" PRIu64 " corruptions", rpath, res.leaks,
+                res.corruptions);
+  chain_close (c);
+  free (v2);
+}
+
+static bool
+keep_newest (uint64_t idx, uint64_t n, void *opaque)
+{
+  (void) opaque;
+  return idx + 1 == n;
+}
+
+static bool
+keep_random (uint64_t idx, uint64_t n, void *opaque)
+{
+  struct wt_rng r = { .s = *(uint64_t *) opaque + idx * 7919 };
+
+  (void) n;
+  return wt_next (&r) & 1;
+}
+
+/* Write the image d of crash point n to a file, check it (and repair it)
+ * in-process, list it for the script. Returns 1. */
+static uint64_t
+do_point (FILE *list, uint64_t n, const char *tag, const unsigned char *d,
+          size_t len)
+{
+  struct qc_check_result res;
+  unsigned char *view;
+  char *path, *rpath = NULL;
+  int e;
+
+  if (asprintf (&path, "%s/%s-%06" PRIu64 "%s.qcow2", outdir, o.prefix, n,
+                tag) < 0)
+    wt_die ("out of memory");
+  e = wt_write_file (path, d, len);
+  if (e < 0)
+    wt_die ("%s: %s", path, strerror (-e));
+  cur_tag = tag;
+  view = check_image (n, path, &res);
+  /* leaking images (and one clean image in ten) get repaired */
+  if (res.check_errors != UINT64_MAX && res.corruptions == 0
+      && (res.leaks || n % 10 == 0)) {
+    if (asprintf (&rpath, "%s/%s-%06" PRIu64 "%s.rep.qcow2", outdir,
+                  o.prefix, n, tag) < 0)
+      wt_die ("out of memory");
+    repair_image (n, d, len, view, rpath, res.leaks);
+  }
+  if (res.check_errors == UINT64_MAX)
+    fprintf (list, "%" PRIu64 " %s - - - -\n", n, path);
+  else
+    fprintf (list, "%" PRIu64 " %s %" PRIu64 " %" PRIu64 " %" PRIu64 " %s\n",
+             n, path, res.corruptions, res.leaks, res.check_errors,
+             rpath ? rpath : "-");
+  if (o.verbose)
+    fprintf (stderr, "point %" PRIu64 "%s: %zu bytes\n", n, tag, len);
+  cur_tag = "";
+  free (rpath);
+  free (view);
+  free (path);
+  return 1;
 }
 
 int
 main (int argc, char **argv)
 {
-  uint64_t *points, npoints = 0, i, stride, prev_hash = 0, written = 0;
-  uint64_t checked = 0, have_prev = 0;
+  uint64_t *points, npoints = 0, i, stride, written = 0, checked = 0;
+  unsigned char *prev = NULL;          /* the previous point's image */
+  size_t prev_len = 0;
   char *listpath;
   FILE *list;
 
@@ -549,6 +955,11 @@ main (int argc, char **argv)
       || qcow2_format.flush == NULL || qcow2_format.set_backing_reader == NULL
       || (o.compressed && qcow2_format.pwrite_compressed == NULL))
     wt_die ("the qcow2 driver lacks a write op this test needs (NULL)");
+  if (o.base) {
+    if (o.backing)
+      wt_die ("--base and --backing do not go together");
+    load_base ();
+  }
   sub = o.extended_l2 ? o.cluster_size / 32 : o.cluster_size;
   if (o.backing)
     make_backing ();
@@ -557,7 +968,8 @@ main (int argc, char **argv)
 
   /* The full run: how many writes, and where each op ends. */
   w_end = calloc (nops, sizeof *w_end);
-  if (w_end == NULL)
+  fc_end = calloc (nops, sizeof *fc_end);
+  if (w_end == NULL || fc_end == NULL)
     wt_die ("out of memory");
   {
     struct io *io = replay (UINT64_MAX, true);
@@ -584,7 +996,10 @@ main (int argc, char **argv)
     }
     io_close (io);
     /* The complete run must read as the final model. */
-    check_image (total_writes, path);
+    {
+      struct qc_check_result res;
+      free (check_image (total_writes, path, &res));
+    }
     free (path);
   }
 
@@ -606,45 +1021,60 @@ main (int argc, char **argv)
   if (list == NULL)
     wt_die ("%s: %m", listpath);
   for (i = o.range_a; i < npoints && i < o.range_b; i++) {
-    uint64_t n = points[i], h;
-    struct io *io = replay (n, false);
+    uint64_t n = points[i];
+    struct io *io = NULL;
     size_t len;
-    const unsigned char *d = io_mem_data (io, &len);
-    char *path;
+    const unsigned char *d;
 
-    h = fnv (d, len);
     checked++;
-    if (have_prev && h == prev_hash) {
+    if (!o.reorder) {
+      io = replay (n, false);
+      d = io_mem_data (io, &len);
+      if (prev && len == prev_len && memcmp (d, prev, len) == 0) {
+        io_close (io);
+        continue;                /* the same image as the previous point */
+      }
+      free (prev);
+      prev = malloc (len ? len : 1);
+      if (prev == NULL)
+        wt_die ("out of memory");
+      memcpy (prev, d, len);
+      prev_len = len;
+      written += do_point (list, n, "", d, len);
       io_close (io);
-      continue;                  /* the same image as the previous point */
     }
-    have_prev = 1;
-    prev_hash = h;
-    if (asprintf (&path, "%s/%s-%06" PRIu64 ".qcow2", outdir, o.prefix, n) < 0)
-      wt_die ("out of memory");
-    {
-      int e = wt_write_file (path, d, len);
-      if (e < 0)
-        wt_die ("%s: %s", path, strerror (-e));
+    else {
+      /* writes since the last io flush land in any order: of the writes
+       * of the crash's epoch, only the newest one; a random subset */
+      uint64_t e = epoch_at (n), first = n, k;
+      unsigned char *img;
+
+      while (first > 0 && journal[first - 1].epoch == e)
+        first--;
+      if (n - first < 2)
+        continue;                /* nothing to reorder: as in order */
+      crash_epoch = e;
+      img = build_image (n, keep_newest, NULL, &len);
+      written += do_point (list, n, "-newest", img, len);
+      free (img);
+      k = n * 0x9e3779b97f4a7c15ULL + o.seed;
+      img = build_image (n, keep_random, &k, &len);
+      written += do_point (list, n, "-random", img, len);
+      free (img);
+      crash_epoch = UINT64_MAX;
     }
-    io_close (io);
-    check_image (n, path);
-    fprintf (list, "%" PRIu64 " %s\n", n, path);
-    written++;
-    if (o.verbose)
-      fprintf (stderr, "point %" PRIu64 ": %zu bytes\n", n, len);
-    free (path);
   }
   fclose (list);
   printf ("crash-sim %s: cluster %" PRIu32 " refcount_bits %" PRIu32
           " v%" PRIu32 "%s%s%s: %" PRIu64 " ops, %" PRIu64 " writes, %"
           PRIu64 " sample points (stride %" PRIu64 "), checked %" PRIu64
-          " (%" PRIu64 " distinct images), %" PRIu64 " failures\n",
+          " (%" PRIu64 " distinct images%s), %" PRIu64 " failures\n",
           o.prefix, o.cluster_size, o.refcount_bits, o.version,
           o.extended_l2 ? " extended_l2" : "",
           o.compressed ? (o.zstd ? " compressed(zstd)" : " compressed") : "",
           o.backing ? " backing" : "", nops, total_writes, npoints, stride,
-          checked, written, failures);
+          checked, written, o.reorder ? ", reordered" : "", failures);
+  free (prev);
   free (listpath);
   free (points);
   return failures ? 1 : 0;

@@ -73,8 +73,8 @@ run_case () {
   rm -f "$img" "$img.model.raw"
   CASES=$((CASES + 1))
   CHECKS=$((CHECKS + 1))
-  say "$name: random-write --ops $ops $*"
-  "$RW" --ops "$ops" "$@" "$img" >"$T/rw.out" 2>"$T/rw.err" || rc=$?
+  say "$name: random-write --ops $ops --seed $((CASES)) $*"
+  "$RW" --ops "$ops" --seed "$CASES" "$@" "$img" >"$T/rw.out" 2>"$T/rw.err" || rc=$?
   if [ "$rc" -ne 0 ]; then
     fail "$name: random-write --ops $ops $* $img: exit $rc"
     sed 's/^/    /' "$T/rw.err" | head -20
@@ -153,6 +153,9 @@ run_case a-c512-r64      1200 --backing mid.qcow2 --backing-format qcow2 --clust
 run_case a-c64k-extl2-z  1200 --backing mid.qcow2 --backing-format qcow2 --extended-l2 --compress-ratio 15
 run_case a-c2m-extl2      200 --backing mid.qcow2 --backing-format qcow2 --cluster-size 2M --extended-l2 --size 12M
 run_case a-c64k-resize   1000 --backing mid.qcow2 --backing-format qcow2 --resize --compress-ratio 10 --zstd
+# an image shorter than its backing file, grown: the new range reads as
+# zeroes (as qemu does), not as the backing file's data there
+run_case a-short-resize   800 --backing mid.qcow2 --backing-format qcow2 --size 4M --resize
 run_case b-c512-v2-big   1200 --backing midr.qcow2 --backing-format qcow2 --cluster-size 512 --compat 0.10 --size 8M
 run_case b-c16k-extl2    1200 --backing midr.qcow2 --backing-format qcow2 --cluster-size 16384 --extended-l2 --size 10M --resize
 run_case c-c64k-extl2    1500 --backing mid2.qcow2 --backing-format qcow2 --extended-l2

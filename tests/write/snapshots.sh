@@ -42,12 +42,18 @@ run_case () {
   else
     qimg create -f qcow2 -o "$copts" "$img" "$size"
   fi
-  # three rounds of writes with a snapshot after each of the first two
-  scatter "$img" 11 40 "$(stat_size "$img")" wacz "$(cluster_of "$img")"
+  # three rounds of writes with a snapshot after each of the first two;
+  # compressed writes in the first only (qemu-io writes compressed only to
+  # unallocated clusters), and not with 512-byte clusters (qemu-img 7.2
+  # then fails to snapshot: EINVAL)
+  local cl c=c
+  cl=$(cluster_of "$img")
+  [ "$cl" -lt 4096 ] && c=
+  scatter "$img" 11 40 "$(stat_size "$img")" "wa${c}z" "$cl"
   qimg snapshot -c s1 "$img"
-  scatter "$img" 12 40 "$(stat_size "$img")" wazud "$(cluster_of "$img")"
+  scatter "$img" 12 40 "$(stat_size "$img")" wazud "$cl"
   qimg snapshot -c s2 "$img"
-  scatter "$img" 13 30 "$(stat_size "$img")" wazd "$(cluster_of "$img")"
+  scatter "$img" 13 30 "$(stat_size "$img")" wazd "$cl"
   qimg check "$img"
   for s in s1 s2; do
     qimg convert -l "snapshot.name=$s" -O raw "$img" "$name.$s.raw"
@@ -66,6 +72,9 @@ run_case () {
   else
     cat "$T/rw.out"
     TOTAL_OPS=$((TOTAL_OPS + ops))
+  fi
+  if grep -qE 'Sanitizer|runtime error:' "$T/rw.err"; then
+    fail "$name: sanitizer report from random-write:"; head -c 4000 "$T/rw.err"
   fi
 
   CHECKS=$((CHECKS + 1))
