@@ -1,9 +1,9 @@
-# tests/unit: the library's own pieces (errors, I/O backends, exported symbols).
+# tests/unit: the library's own pieces (errors, I/O backends, jobs, raw writer, exported symbols).
 TESTS += tests/unit/symbols.sh
 EXTRA_DIST += tests/unit/symbols.sh
 if HAVE_CMOCKA
-check_PROGRAMS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle tests/unit/test-job
-TESTS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle tests/unit/test-job
+check_PROGRAMS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle tests/unit/test-job tests/unit/test-raw-write
+TESTS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle tests/unit/test-job tests/unit/test-raw-write
 tests_unit_test_errors_SOURCES = tests/unit/test-errors.c
 tests_unit_test_errors_CFLAGS = $(TEST_UNIT_CFLAGS)
 tests_unit_test_errors_LDADD = $(TEST_UNIT_LDADD) -lpthread
@@ -16,4 +16,7 @@ tests_unit_test_throttle_LDADD = $(TEST_UNIT_LDADD)
 tests_unit_test_job_SOURCES = tests/unit/test-job.c
 tests_unit_test_job_CFLAGS = $(TEST_UNIT_CFLAGS)
 tests_unit_test_job_LDADD = $(TEST_UNIT_LDADD)
+tests_unit_test_raw_write_SOURCES = tests/unit/test-raw-write.c
+tests_unit_test_raw_write_CFLAGS = $(TEST_UNIT_CFLAGS)
+tests_unit_test_raw_write_LDADD = $(TEST_UNIT_LDADD)
 endif
