@@ -284,10 +284,12 @@ load_compressed (struct qcow2_state *s, const struct qcow2_map *m)
   return 0;
 }
 
-static int
-qcow2_read (void *st, void *buf, size_t n, uint64_t off)
+/* [off, off+n) inside the virtual size: this layer's data, and where it
+ * has none either zeroes or (through) the view below it. */
+int
+qcow2_read_range (struct qcow2_state *s, void *buf, size_t n, uint64_t off,
+                  bool through)
 {
-  struct qcow2_state *s = st;
   unsigned char *p = buf;
   struct layer_extent e;
   struct qcow2_map first;
@@ -295,13 +297,6 @@ qcow2_read (void *st, void *buf, size_t n, uint64_t off)
   size_t k;
   int r;
 
-  r = check_readable (s);
-  if (r < 0)
-    return r;
-  if (!range_within (off, n, s->h.size))
-    return set_image_error (s->name, EINVAL,
-                            "read of %zu bytes at 0x%" PRIx64
-                            " outside the virtual size", n, off);
   while (n > 0)
     {
       r = walk (s, off, n, &e, &first, true);
@@ -320,6 +315,13 @@ qcow2_read (void *st, void *buf, size_t n, uint64_t off)
           if (r == 0)
             memcpy (p, s->dbuf + in_cluster, k);
           break;
+        case EXT_UNALLOC:
+          if (through && s->br.read)
+            {
+              r = s->br.read (s->br.opaque, p, k, off);
+              break;
+            }
+          /* fall through */
         default:
           memset (p, 0, k);
           break;
@@ -331,6 +333,22 @@ qcow2_read (void *st, void *buf, size_t n, uint64_t off)
       n -= k;
     }
   return 0;
+}
+
+static int
+qcow2_read (void *st, void *buf, size_t n, uint64_t off)
+{
+  struct qcow2_state *s = st;
+  int r;
+
+  r = check_readable (s);
+  if (r < 0)
+    return r;
+  if (!range_within (off, n, s->h.size))
+    return set_image_error (s->name, EINVAL,
+                            "read of %zu bytes at 0x%" PRIx64
+                            " outside the virtual size", n, off);
+  return qcow2_read_range (s, buf, n, off, false);
 }
 
 const struct format_ops qcow2_format = {

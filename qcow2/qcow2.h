@@ -420,6 +420,10 @@ int qcow2_get_refcount (struct qcow2_state *s, uint64_t cluster,
 int qcow2_metadata_preallocated (struct qcow2_state *s, bool *yes);
 void qcow2_free_refcounts (struct qcow2_state *s);
 
+/* qcow2.c: read [off, off+n) (inside the virtual size) from this layer;
+ * unallocated ranges read as zeroes, or with through as the backing view. */
+int qcow2_read_range (struct qcow2_state *s, void *buf, size_t n,
+                      uint64_t off, bool through);
 /* qcow2.c: the mapping of guest offset off, one (sub)cluster or, where no
  * L2 table exists, the rest of the L1 entry's range; *unit_len is the
  * length from off to the end of that unit. */

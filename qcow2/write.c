@@ -53,49 +53,11 @@ qcow2_l2_put (const struct qcow2_state *s, unsigned char *t, uint64_t i,
 int
 qcow2_view_read (struct qcow2_state *s, void *buf, size_t n, uint64_t off)
 {
-  unsigned char *p = buf;
-  struct qcow2_map m;
-  uint64_t unit;
-  size_t k;
-  int r;
+  size_t in = off < s->h.size ? (size_t) MIN ((uint64_t) n, s->h.size - off) : 0;
 
-  while (n > 0)
-    {
-      if (off >= s->h.size)
-        {
-          memset (p, 0, n);
-          return 0;
-        }
-      r = qcow2_map_at (s, off, &m, &unit);
-      if (r < 0)
-        return r;
-      k = (size_t) MIN (MIN (unit, (uint64_t) n), s->h.size - off);
-      switch (m.type)
-        {
-        case EXT_DATA:
-          r = io_pread (s->io, p, k, m.host_off);
-          break;
-        case EXT_COMPRESSED:
-          r = qcow2_format.read (s, p, k, off);
-          break;
-        case EXT_UNALLOC:
-          if (s->br.read)
-            {
-              r = s->br.read (s->br.opaque, p, k, off);
-              break;
-            }
-          /* fall through */
-        default:
-          memset (p, 0, k);
-          break;
-        }
-      if (r < 0)
-        return r;
-      p += k;
-      off += k;
-      n -= k;
-    }
-  return 0;
+  /* Past the virtual size nothing shows through: zeroes. */
+  memset ((char *) buf + in, 0, n - in);
+  return in ? qcow2_read_range (s, buf, in, off, true) : 0;
 }
 
 /* True when the cluster entry points to is ours alone (refcount 1). */
