@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "rounding.h"
 #include "qcow2.h"
+#include "u64map.h"
 
 /* Reserved bits as qemu tests them (its masks, so the counts agree). */
 #define L1E_RESERVED      0x7f000000000001ffull
@@ -29,99 +30,6 @@
 #define RB_CACHE_SLOTS 4u
 #define L1_CHUNK 8192u               /* L1 entries read at once */
 
-/* ---- a uint64 -> uint64 map (open addressing; key 0 means empty) ---- */
-
-struct u64map {
-  uint64_t *keys;
-  uint64_t *vals;
-  size_t cap;                    /* power of two, or 0 */
-  size_t n;
-};
-
-static size_t
-map_hash (uint64_t key, size_t cap)
-{
-  return (size_t) ((key * 0x9e3779b97f4a7c15ull) >> 17) & (cap - 1);
-}
-
-static int
-map_grow (struct u64map *m)
-{
-  size_t cap = m->cap ? m->cap * 2 : 64, i, j;
-  uint64_t *k = calloc (cap, sizeof *k), *v = calloc (cap, sizeof *v);
-
-  if (k == NULL || v == NULL)
-    {
-      free (k);
-      free (v);
-      return set_error (ENOMEM, "out of memory");
-    }
-  for (i = 0; i < m->cap; i++)
-    if (m->keys[i])
-      {
-        for (j = map_hash (m->keys[i], cap); k[j]; j = (j + 1) & (cap - 1))
-          ;
-        k[j] = m->keys[i];
-        v[j] = m->vals[i];
-      }
-  free (m->keys);
-  free (m->vals);
-  m->keys = k;
-  m->vals = v;
-  m->cap = cap;
-  return 0;
-}
-
-/* The value slot of key (> 0); created as 0 when create is set. */
-static int
-map_slot (struct u64map *m, uint64_t key, bool create, uint64_t **val)
-{
-  size_t j;
-  int r;
-
-  *val = NULL;
-  if (create && (m->n + 1) * 2 > m->cap)
-    {
-      r = map_grow (m);
-      if (r < 0)
-        return r;
-    }
-  if (m->cap == 0)
-    return 0;
-  for (j = map_hash (key, m->cap); m->keys[j]; j = (j + 1) & (m->cap - 1))
-    if (m->keys[j] == key)
-      {
-        *val = &m->vals[j];
-        return 0;
-      }
-  if (create)
-    {
-      m->keys[j] = key;
-      m->vals[j] = 0;
-      m->n++;
-      *val = &m->vals[j];
-    }
-  return 0;
-}
-
-static void
-map_clear (struct u64map *m)
-{
-  if (m->cap)
-    {
-      memset (m->keys, 0, m->cap * sizeof *m->keys);
-      memset (m->vals, 0, m->cap * sizeof *m->vals);
-    }
-  m->n = 0;
-}
-
-static void
-map_free (struct u64map *m)
-{
-  free (m->keys);
-  free (m->vals);
-  memset (m, 0, sizeof *m);
-}
 
 /* ---- the check state ------------------------------------------------ */
 
@@ -191,7 +99,7 @@ exp_get (struct ck *c, uint64_t i)
 
   if (c->exp[i] < UINT16_MAX)
     return c->exp[i];
-  map_slot (&c->big, i + 1, false, &v);
+  u64map_slot (&c->big, i + 1, false, &v);
   return v ? *v : UINT16_MAX;
 }
 
@@ -204,7 +112,7 @@ exp_set (struct ck *c, uint64_t i, uint64_t value)
   c->exp[i] = (uint16_t) MIN (value, (uint64_t) UINT16_MAX);
   if (value <= UINT16_MAX)
     return 0;
-  r = map_slot (&c->big, i + 1, true, &v);
+  r = u64map_slot (&c->big, i + 1, true, &v);
   if (r < 0)
     return r;
   *v = value;
@@ -529,7 +437,7 @@ walk_l2_tables (struct ck *c)
   qsort (offs, n, sizeof *offs, cmp_u64);
   for (i = 0; i < n && r == 0; i++)
     {
-      map_slot (&c->l2refs, offs[i], false, &v);
+      u64map_slot (&c->l2refs, offs[i], false, &v);
       r = walk_l2 (c, offs[i], *v);
     }
   free (offs);
@@ -600,7 +508,7 @@ l1_entry (struct ck *c, uint64_t index, uint64_t entry, bool active)
   /* A table past the end of the file reads as zeroes: nothing in it. */
   if (l2 >= c->file_size)
     return 0;
-  r = map_slot (&c->l2refs, l2, true, &v);
+  r = u64map_slot (&c->l2refs, l2, true, &v);
   if (r < 0)
     return r;
   *v += 1 + (active ? 1ull << L2REF_ACTIVE_SHIFT : 0);
@@ -961,8 +869,8 @@ check_free (struct ck *c)
   free (c->reftable);
   for (i = 0; i < RB_CACHE_SLOTS; i++)
     free (c->rbc[i].data);
-  map_free (&c->big);
-  map_free (&c->l2refs);
+  u64map_free (&c->big);
+  u64map_free (&c->l2refs);
 }
 
 /* Everything the image references, in qemu's order of accounting. */
@@ -1011,8 +919,8 @@ run_pass (struct ck *c, struct qc_check_result *res)
     return r;
   c->nb = DIV_ROUND_UP (c->file_size, c->cs);
   memset (c->exp, 0, c->cap * sizeof *c->exp);
-  map_clear (&c->big);
-  map_clear (&c->l2refs);
+  u64map_clear (&c->big);
+  u64map_clear (&c->l2refs);
   res->total_clusters = DIV_ROUND_UP (ROUND_UP (s->h.size, 512), c->cs);
   r = load_reftable (c);
   if (r == 0)

@@ -16,5 +16,6 @@ libqchain_internal_la_SOURCES += \
 	qcow2/resize.c \
 	qcow2/create.c \
 	qcow2/check.c \
+	qcow2/u64map.c \
 	qcow2/qcow2.c
-noinst_HEADERS += qcow2/qcow2.h
+noinst_HEADERS += qcow2/qcow2.h qcow2/u64map.h
