@@ -8,7 +8,6 @@
 #include "errors.h"
 #include "u64map.h"
 
-
 static size_t
 u64map_hash (uint64_t key, size_t cap)
 {
