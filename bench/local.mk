@@ -6,3 +6,4 @@ bench_write_seq_SOURCES = bench/write-seq.c
 bench_write_seq_CFLAGS = $(AM_CFLAGS)
 bench_write_seq_LDADD = libqchain_internal.la
 EXTRA_DIST += bench/write-speed.sh
+EXTRA_DIST += bench/run

@@ -19,8 +19,9 @@ static const char copy_help[] =
   "Options:\n"
   "  --shallow            copy only SRC's own layer; DEST names SRC's backing\n"
   "                       file (a name that resolves from DEST's directory)\n"
-  "  --raw, -O raw        DEST is raw (flattened); -O qcow2 is the default\n"
-  "                       for a qcow2 SRC (refused for a raw one)\n"
+  "  --raw, -O raw        DEST is raw (flattened)\n"
+  "  -O qcow2             DEST is qcow2, also from a raw SRC (default: SRC's\n"
+  "                       format)\n"
   "  --reuse-existing     write into the existing DEST: it must read as\n"
   "                       zeroes, or with --shallow hold SRC's backing view;\n"
   "                       a DEST without qcow2 magic needs --raw\n"
@@ -98,29 +99,6 @@ parse_bandwidth (const char *s, uint64_t *out)
   }
   *out = v;
   return 0;
-}
-
-/* The library copies into SRC's format or raw: -O qcow2 of a raw SRC is
- * refused rather than quietly ignored. */
-static int
-check_qcow2_output (const char *src, const struct chain_args *ca)
-{
-  struct qc_image *img = open_image (src, ca, ca->format,
-                                     OPEN_DESCRIBE | OPEN_NO_BACKING);
-  struct qc_info info = { .struct_size = sizeof info };
-  int r = -1;
-
-  if (img == NULL)
-    return -1;
-  if (qc_get_info (img, 0, &info) < 0)
-    print_lib_error ();
-  else if (strcmp (info.format, "qcow2") != 0)
-    fprintf (stderr, "%s: %s: is %s; copy writes SRC's format or raw, not "
-             "qcow2 from %s\n", progname, src, info.format, info.format);
-  else
-    r = 0;
-  qc_close (img);
-  return r;
 }
 
 static int
@@ -242,9 +220,8 @@ cmd_copy (int argc, char **argv)
     usage_error ("copy", "--raw and -O qcow2 contradict each other");
     return EXIT_USAGE;
   }
-  if (want_qcow2 && !(flags & QC_COPY_REUSE_EXT)
-      && check_qcow2_output (argv[optind], &ca) < 0)
-    return 1;
+  if (want_qcow2)
+    flags |= QC_COPY_QCOW2;
   if (pr.mode == 1 && !isatty (2))
     pr.mode = 0;
   if ((o = make_opts (&ca)) == NULL) {

@@ -821,9 +821,11 @@ check_flags (struct copy *cp, const char *dest_options)
   bool raw = f & QC_COPY_RAW;
 
   if (f & ~(QC_COPY_SHALLOW | QC_COPY_REUSE_EXT | QC_COPY_RAW
-            | QC_COPY_COMPRESS_ZLIB | QC_COPY_COMPRESS_ZSTD | QC_JOB_NO_URING
-            | QC_JOB_DIRECT))
+            | QC_COPY_COMPRESS_ZLIB | QC_COPY_COMPRESS_ZSTD | QC_COPY_QCOW2
+            | QC_JOB_NO_URING | QC_JOB_DIRECT))
     return set_error (EINVAL, "unknown copy flags 0x%x", f);
+  if ((f & QC_COPY_QCOW2) && raw)
+    return set_error (EINVAL, "DEST cannot be both raw and qcow2");
   if (f & QC_JOB_DIRECT)
     return set_error (ENOTSUP, "O_DIRECT copies are not implemented yet");
   if ((f & QC_COPY_COMPRESS_ZLIB) && (f & QC_COPY_COMPRESS_ZSTD))
@@ -834,7 +836,8 @@ check_flags (struct copy *cp, const char *dest_options)
       && !(f & QC_COPY_REUSE_EXT))
     return set_image_error (src, EINVAL, "has a backing file: a shallow copy "
                             "into a raw DEST would lose it");
-  if (!raw && !(f & QC_COPY_REUSE_EXT)
+  /* A new DEST takes SRC's format unless told otherwise. */
+  if (!raw && !(f & (QC_COPY_REUSE_EXT | QC_COPY_QCOW2))
       && strcmp (cp->src->layers[0].info.format, "raw") == 0)
     raw = true;
   if (cp->compress && raw)

@@ -239,6 +239,7 @@ enum qc_job_state {
 #define QC_COPY_RAW            (1u << 2)
 #define QC_COPY_COMPRESS_ZLIB  (1u << 3)
 #define QC_COPY_COMPRESS_ZSTD  (1u << 4)
+#define QC_COPY_QCOW2          (1u << 5)  /* DEST qcow2 whatever SRC's format */
 
 /* rebase flags */
 #define QC_REBASE_UNSAFE       (1u << 0)

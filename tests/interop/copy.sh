@@ -209,7 +209,19 @@ say "refusals"
 copy_refused "DEST exists" "already exists" a2.qcow2 r1.qcow2
 copy_refused "compress raw" "qcow2" --compress --raw a2.qcow2 cr.raw
 copy_refused "missing SRC" "no such file" nosuch.qcow2 n.qcow2
-copy_refused "-O qcow2 of raw" "not qcow2 from raw" -O qcow2 c0.raw n.qcow2
+if copy_ok "-O qcow2 of raw" -O qcow2 c0.raw rq.qcow2; then
+  same_view c0.raw rq.qcow2 qcow2 "-O qcow2 of raw"
+  clean_check rq.qcow2 "-O qcow2 of raw"
+  CHECKS=$((CHECKS + 1))
+  "$QEMU_IMG" info --output=json rq.qcow2 >"$T/info.json"
+  [ "$(json_get "$T/info.json" "j['format']")" = qcow2 ] ||
+    fail "-O qcow2 of raw: DEST is not qcow2"
+  # Sparse: no more data than qemu-img convert allocates for the same file.
+  CHECKS=$((CHECKS + 1))
+  qimg convert -f raw -O qcow2 c0.raw rq-ref.qcow2
+  [ "$(own_data -f qcow2 rq.qcow2)" -le "$(own_data -f qcow2 rq-ref.qcow2)" ] ||
+    fail "-O qcow2 of raw: DEST holds more data than qemu-img convert's"
+fi
 copy_ok "-O raw" -O raw a2.qcow2 oraw.raw && same_view a2.qcow2 oraw.raw raw "-O raw"
 copy_ok "-O qcow2" -O qcow2 a2.qcow2 oq.qcow2 && same_view a2.qcow2 oq.qcow2 qcow2 "-O qcow2"
 CHECKS=$((CHECKS + 1))
