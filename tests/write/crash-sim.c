@@ -61,8 +61,8 @@ struct op {
 };
 
 static struct {
-  uint32_t cluster_size, refcount_bits, version;
-  bool extended_l2, zstd, compressed, backing;
+  struct create_params g;        /* cluster size, refcounts, compat, ... */
+  bool compressed, backing;
   uint64_t size, seed, nops;
   uint64_t dense, max_points;
   uint64_t range_a, range_b;
@@ -71,7 +71,7 @@ static struct {
   bool reorder;
   bool verbose;
 } o = {
-  .cluster_size = 65536, .refcount_bits = 16, .version = 3,
+  .g = { .cluster_size = 65536, .refcount_bits = 16, .version = 3 },
   .size = 4 << 20, .seed = 1, .nops = 60, .dense = 2000, .max_points = 3000,
   .range_a = 0, .range_b = UINT64_MAX, .prefix = "crash",
 };
@@ -114,15 +114,11 @@ usage (void)
 static void
 parse_options (int argc, char **argv)
 {
-  enum { O_CS = 256, O_RB, O_COMPAT, O_EXTL2, O_ZSTD, O_COMP, O_BACK, O_SIZE,
+  enum { O_COMP = 256, O_BACK, O_SIZE,
          O_OPS, O_SEED, O_DENSE, O_MAXP, O_RANGE, O_PREFIX, O_VERBOSE,
          O_BASE, O_REORDER };
   static const struct option lo[] = {
-    { "cluster-size", required_argument, NULL, O_CS },
-    { "refcount-bits", required_argument, NULL, O_RB },
-    { "compat", required_argument, NULL, O_COMPAT },
-    { "extended-l2", no_argument, NULL, O_EXTL2 },
-    { "zstd", no_argument, NULL, O_ZSTD },
+    WT_GEOMETRY_OPTIONS,
     { "compressed", no_argument, NULL, O_COMP },
     { "backing", no_argument, NULL, O_BACK },
     { "size", required_argument, NULL, O_SIZE },
@@ -140,19 +136,9 @@ parse_options (int argc, char **argv)
   int c;
 
   while ((c = getopt_long (argc, argv, "", lo, NULL)) != -1) {
+    if (wt_geometry_arg (c, optarg, &o.g))
+      continue;
     switch (c) {
-    case O_CS: o.cluster_size = (uint32_t) wt_parse_size (optarg); break;
-    case O_RB: o.refcount_bits = (uint32_t) strtoul (optarg, NULL, 10); break;
-    case O_COMPAT:
-      if (strcmp (optarg, "0.10") == 0)
-        o.version = 2;
-      else if (strcmp (optarg, "1.1") == 0)
-        o.version = 3;
-      else
-        usage ();
-      break;
-    case O_EXTL2: o.extended_l2 = true; break;
-    case O_ZSTD: o.zstd = true; break;
     case O_COMP: o.compressed = true; break;
     case O_BACK: o.backing = true; break;
     case O_SIZE: o.size = wt_parse_size (optarg); break;
@@ -182,7 +168,7 @@ static void
 gen_ops (void)
 {
   struct wt_rng r = { .s = o.seed * 0x9e3779b97f4a7c15ULL + 7 };
-  uint64_t cs = o.cluster_size, nclusters = (o.size + cs - 1) / cs, i;
+  uint64_t cs = o.g.cluster_size, nclusters = (o.size + cs - 1) / cs, i;
   uint64_t since_flush = 0;
 
   nops = o.nops + 1;
@@ -363,11 +349,11 @@ load_base (void)
   if (l->info.backing_filename)
     wt_die ("%s: --base images must not have a backing file", o.base);
   o.size = l->info.virtual_size;
-  o.cluster_size = l->info.cluster_size;
-  o.refcount_bits = l->info.refcount_bits;
-  o.version = l->info.qcow2_version;
-  o.extended_l2 = !!(l->info.flags & QC_INFO_EXTENDED_L2);
-  o.zstd = l->info.compression_type
+  o.g.cluster_size = l->info.cluster_size;
+  o.g.refcount_bits = l->info.refcount_bits;
+  o.g.version = l->info.qcow2_version;
+  o.g.extended_l2 = !!(l->info.flags & QC_INFO_EXTENDED_L2);
+  o.g.zstd = l->info.compression_type
            && strcmp (l->info.compression_type, "zstd") == 0;
   base_view = malloc (o.size);
   if (base_view == NULL)
@@ -566,12 +552,7 @@ epoch_at (uint64_t n)
 static struct io *
 replay (uint64_t limit, bool record)
 {
-  struct create_params p = {
-    .size = o.size, .version = o.version, .cluster_size = o.cluster_size,
-    .refcount_bits = o.refcount_bits, .extended_l2 = o.extended_l2,
-    .zstd = o.zstd, .backing = backing_name,
-    .backing_format = backing_name ? "raw" : NULL,
-  };
+  struct create_params p = o.g;
   struct backing_reader br = { .read = backing_read, .size = backing_len };
   static struct jio jw;
   struct io *io;
@@ -579,6 +560,9 @@ replay (uint64_t limit, bool record)
   uint64_t i;
   int r;
 
+  p.size = o.size;
+  p.backing = backing_name;
+  p.backing_format = backing_name ? "raw" : NULL;
   if (o.base)
     WT_CALL ("io_open_mem", io_open_mem ("crash.qcow2", base_data, base_len,
                                          &io));
@@ -960,7 +944,7 @@ main (int argc, char **argv)
       wt_die ("--base and --backing do not go together");
     load_base ();
   }
-  sub = o.extended_l2 ? o.cluster_size / 32 : o.cluster_size;
+  sub = o.g.extended_l2 ? o.g.cluster_size / 32 : o.g.cluster_size;
   if (o.backing)
     make_backing ();
   gen_ops ();
@@ -1069,9 +1053,9 @@ main (int argc, char **argv)
           " v%" PRIu32 "%s%s%s: %" PRIu64 " ops, %" PRIu64 " writes, %"
           PRIu64 " sample points (stride %" PRIu64 "), checked %" PRIu64
           " (%" PRIu64 " distinct images%s), %" PRIu64 " failures\n",
-          o.prefix, o.cluster_size, o.refcount_bits, o.version,
-          o.extended_l2 ? " extended_l2" : "",
-          o.compressed ? (o.zstd ? " compressed(zstd)" : " compressed") : "",
+          o.prefix, o.g.cluster_size, o.g.refcount_bits, o.g.version,
+          o.g.extended_l2 ? " extended_l2" : "",
+          o.compressed ? (o.g.zstd ? " compressed(zstd)" : " compressed") : "",
           o.backing ? " backing" : "", nops, total_writes, npoints, stride,
           checked, written, o.reorder ? ", reordered" : "", failures);
   free (prev);

@@ -30,11 +30,7 @@
 #include "wtest.h"
 
 struct options {
-  uint32_t cluster_size;
-  uint32_t refcount_bits;
-  uint32_t version;
-  bool extended_l2;
-  bool zstd;
+  struct create_params g;        /* cluster size, refcounts, compat, ... */
   bool lazy_refcounts;
   unsigned compress_pct;
   const char *backing;
@@ -89,15 +85,11 @@ usage (void)
 static void
 parse_options (int argc, char **argv)
 {
-  enum { O_CS = 256, O_RB, O_COMPAT, O_EXTL2, O_ZSTD, O_LAZY, O_CR, O_BACK,
+  enum { O_LAZY = 256, O_CR, O_BACK,
          O_BFMT, O_OPS, O_SEED, O_SIZE, O_EXIST, O_RESIZE, O_VR, O_MAXLEN,
          O_EXPECT, O_MODEL, O_LOG };
   static const struct option lo[] = {
-    { "cluster-size", required_argument, NULL, O_CS },
-    { "refcount-bits", required_argument, NULL, O_RB },
-    { "compat", required_argument, NULL, O_COMPAT },
-    { "extended-l2", no_argument, NULL, O_EXTL2 },
-    { "zstd", no_argument, NULL, O_ZSTD },
+    WT_GEOMETRY_OPTIONS,
     { "lazy-refcounts", no_argument, NULL, O_LAZY },
     { "compress-ratio", required_argument, NULL, O_CR },
     { "backing", required_argument, NULL, O_BACK },
@@ -117,19 +109,9 @@ parse_options (int argc, char **argv)
   int c;
 
   while ((c = getopt_long (argc, argv, "", lo, NULL)) != -1) {
+    if (wt_geometry_arg (c, optarg, &o.g))
+      continue;
     switch (c) {
-    case O_CS: o.cluster_size = (uint32_t) wt_parse_size (optarg); break;
-    case O_RB: o.refcount_bits = (uint32_t) strtoul (optarg, NULL, 10); break;
-    case O_COMPAT:
-      if (strcmp (optarg, "0.10") == 0)
-        o.version = 2;
-      else if (strcmp (optarg, "1.1") == 0)
-        o.version = 3;
-      else
-        usage ();
-      break;
-    case O_EXTL2: o.extended_l2 = true; break;
-    case O_ZSTD: o.zstd = true; break;
     case O_LAZY: o.lazy_refcounts = true; break;
     case O_CR: o.compress_pct = (unsigned) strtoul (optarg, NULL, 10); break;
     case O_BACK: o.backing = optarg; break;
@@ -171,19 +153,13 @@ backing_size (void)
 static void
 create_image (void)
 {
-  struct create_params p = {
-    .size = o.size,
-    .backing = o.backing,
-    .backing_format = o.backing ? o.backing_format : NULL,
-    .version = o.version,
-    .cluster_size = o.cluster_size,
-    .refcount_bits = o.refcount_bits,
-    .extended_l2 = o.extended_l2,
-    .lazy_refcounts = o.lazy_refcounts,
-    .zstd = o.zstd,
-  };
+  struct create_params p = o.g;
   struct io *io;
 
+  p.size = o.size;
+  p.backing = o.backing;
+  p.backing_format = o.backing ? o.backing_format : NULL;
+  p.lazy_refcounts = o.lazy_refcounts;
   if (p.size == 0 && o.backing)
     p.size = backing_size ();
   if (p.size == 0)
@@ -225,19 +201,19 @@ open_image (void)
   if (cluster < 512 || (cluster & (cluster - 1)))
     wt_die ("%s: cluster size %" PRIu32 " after open", image, cluster);
   if (!o.existing) {
-    if (o.cluster_size && cluster != o.cluster_size)
+    if (o.g.cluster_size && cluster != o.g.cluster_size)
       wt_die ("%s: created with cluster_size %" PRIu32 ", opens with %" PRIu32,
-              image, o.cluster_size, cluster);
-    if (o.version && l->info.qcow2_version != o.version)
+              image, o.g.cluster_size, cluster);
+    if (o.g.version && l->info.qcow2_version != o.g.version)
       wt_die ("%s: created as v%" PRIu32 ", opens as v%" PRIu32,
-              image, o.version, l->info.qcow2_version);
-    if (o.refcount_bits && l->info.refcount_bits != o.refcount_bits)
+              image, o.g.version, l->info.qcow2_version);
+    if (o.g.refcount_bits && l->info.refcount_bits != o.g.refcount_bits)
       wt_die ("%s: created with refcount_bits %" PRIu32 ", opens with %" PRIu32,
-              image, o.refcount_bits, l->info.refcount_bits);
-    if (o.extended_l2 != !!(l->info.flags & QC_INFO_EXTENDED_L2))
+              image, o.g.refcount_bits, l->info.refcount_bits);
+    if (o.g.extended_l2 != !!(l->info.flags & QC_INFO_EXTENDED_L2))
       wt_die ("%s: extended_l2 %d requested, image has %d", image,
-              o.extended_l2, !!(l->info.flags & QC_INFO_EXTENDED_L2));
-    if (o.zstd && (l->info.compression_type == NULL
+              o.g.extended_l2, !!(l->info.flags & QC_INFO_EXTENDED_L2));
+    if (o.g.zstd && (l->info.compression_type == NULL
                    || strcmp (l->info.compression_type, "zstd") != 0))
       wt_die ("%s: created with zstd, compression type is %s", image,
               l->info.compression_type ? l->info.compression_type : "(null)");

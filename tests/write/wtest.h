@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <getopt.h>
+
+#include "format.h"
 #include "qchain.h"
 
 static const char *wt_prog = "wtest";
@@ -127,29 +130,46 @@ wt_fill (struct wt_rng *r, unsigned char *p, size_t n, enum wt_fill kind)
   }
 }
 
-/* "64k", "2M", "1G", "512": bytes. */
+/* "64k", "2M", "1G", "512": bytes, as the library parses sizes. */
 static inline uint64_t
 wt_parse_size (const char *s)
 {
-  char *end;
   uint64_t v;
 
-  errno = 0;
-  v = strtoull (s, &end, 0);
-  if (errno || end == s)
-    wt_die ("bad size '%s'", s);
-  switch (*end) {
-  case 'k': case 'K': v <<= 10; end++; break;
-  case 'm': case 'M': v <<= 20; end++; break;
-  case 'g': case 'G': v <<= 30; end++; break;
-  case '\0': break;
-  default: wt_die ("bad size '%s'", s);
-  }
-  if (*end == 'b' || *end == 'B')
-    end++;
-  if (*end)
+  if (qc_parse_size (s, &v) < 0)
     wt_die ("bad size '%s'", s);
   return v;
+}
+
+/* The image-geometry options every write test takes; they fill creation
+ * parameters directly. */
+enum { WT_O_CS = 1000, WT_O_RB, WT_O_COMPAT, WT_O_EXTL2, WT_O_ZSTD };
+#define WT_GEOMETRY_OPTIONS \
+  { "cluster-size", required_argument, NULL, WT_O_CS }, \
+  { "refcount-bits", required_argument, NULL, WT_O_RB }, \
+  { "compat", required_argument, NULL, WT_O_COMPAT }, \
+  { "extended-l2", no_argument, NULL, WT_O_EXTL2 }, \
+  { "zstd", no_argument, NULL, WT_O_ZSTD }
+
+/* Apply getopt's c to g; false when c is not a geometry option. */
+static inline bool
+wt_geometry_arg (int c, const char *arg, struct create_params *g)
+{
+  switch (c) {
+  case WT_O_CS: g->cluster_size = (uint32_t) wt_parse_size (arg); return true;
+  case WT_O_RB: g->refcount_bits = (uint32_t) wt_parse_size (arg); return true;
+  case WT_O_COMPAT:
+    if (strcmp (arg, "0.10") == 0)
+      g->version = 2;
+    else if (strcmp (arg, "1.1") == 0)
+      g->version = 3;
+    else
+      wt_die ("--compat takes 0.10 or 1.1, not '%s'", arg);
+    return true;
+  case WT_O_EXTL2: g->extended_l2 = true; return true;
+  case WT_O_ZSTD: g->zstd = true; return true;
+  }
+  return false;
 }
 
 /* The first differing offset of a and b (n bytes), or -1. */
