@@ -308,6 +308,38 @@ chain_open (const char *path, const struct chain_policy *p,
   return 0;
 }
 
+int
+chain_reopen_writable (struct chain *c, unsigned depth)
+{
+  struct layer *l;
+  const struct format_ops *ops;
+  dev_t dev;
+  ino_t ino;
+  int r;
+
+  if (depth >= c->n)
+    return set_error (EINVAL, "depth %u is outside the chain (%u layers)",
+                      depth, c->n);
+  l = &c->layers[depth];
+  ops = l->ops;
+  dev = l->dev;
+  ino = l->ino;
+  /* The read-only description goes first: its locks would conflict with
+   * the writable one's. */
+  ops->close (l->st);
+  l->st = NULL;
+  l->ops = NULL;
+  io_close (l->io);
+  l->io = NULL;
+  if ((r = io_open_file (l->path, IO_WRITE, &l->io)) < 0
+      || (r = layer_stat (l)) < 0)
+    return r;
+  if (l->dev != dev || l->ino != ino)
+    return set_image_error (l->path, ESTALE, "was replaced by another file "
+                            "while the job opened it");
+  return layer_start (l, ops, FMT_OPEN_WRITE);
+}
+
 void
 chain_close (struct chain *c)
 {

@@ -65,6 +65,10 @@ int backing_confined_fd (const char *overlay, const char *path, int fd,
 int chain_open (const char *path, const struct chain_policy *policy,
                 struct chain **out);
 void chain_close (struct chain *c);
+/* Reopen layer `depth` read-write, for a job that writes it: the same file
+ * (checked by inode), its format state replaced by a writable one. On
+ * error the layer is closed and the chain only fit for chain_close. */
+int chain_reopen_writable (struct chain *c, unsigned depth);
 /* Depth of the member named by "@N", a name as written, or any path to the
  * same file; -ENOENT with a message if none. */
 int chain_find (struct chain *c, const char *name);
@@ -76,6 +80,11 @@ int chain_find (struct chain *c, const char *name);
  * of the layer that decided. off < size of that layer, e->length <= len. */
 int chain_block_status (struct chain *c, unsigned depth, uint64_t off,
                         uint64_t len, struct qc_extent *e);
+/* The same over layers depth..stop-1 only: a range none of them allocates
+ * comes back with present = 0 and e->depth = stop (unless it reads as zero
+ * because nothing is below: then as chain_block_status). */
+int chain_block_status_above (struct chain *c, unsigned depth, unsigned stop,
+                              uint64_t off, uint64_t len, struct qc_extent *e);
 /* A backing_reader (format.h) over the view below layer `depth`, for the
  * layer's copy-on-write; b holds its state and must outlive br's use. */
 struct chain_below {

@@ -62,10 +62,20 @@ int
 chain_block_status (struct chain *c, unsigned depth, uint64_t off,
                     uint64_t len, struct qc_extent *e)
 {
+  return chain_block_status_above (c, depth, c->n, off, len, e);
+}
+
+int
+chain_block_status_above (struct chain *c, unsigned depth, unsigned stop,
+                          uint64_t off, uint64_t len, struct qc_extent *e)
+{
   struct layer_extent le;
   unsigned d;
   int r;
 
+  if (stop > c->n || stop <= depth)
+    return set_error (EINVAL, "layers %u..%u are outside the chain (%u "
+                      "layers)", depth, stop, c->n);
   if (depth >= c->n)
     return set_error (EINVAL, "depth %u is outside the chain (%u layers)",
                       depth, c->n);
@@ -100,6 +110,11 @@ chain_block_status (struct chain *c, unsigned depth, uint64_t off,
       e->zero = 1;
       e->has_offset = le.has_offset;
       e->offset = le.has_offset ? le.host_off : 0;
+      return 0;
+    }
+    /* Allocated in none of the layers asked about. */
+    if (d + 1 >= stop) {
+      e->depth = stop;
       return 0;
     }
   }
