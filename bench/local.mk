@@ -7,3 +7,8 @@ bench_write_seq_CFLAGS = $(AM_CFLAGS)
 bench_write_seq_LDADD = libqchain_internal.la
 EXTRA_DIST += bench/write-speed.sh
 EXTRA_DIST += bench/run
+
+# make bench: bench/run against the tools just built (not part of check).
+bench: all
+	QCHAIN=$(abs_builddir)/cli/qchain $(srcdir)/bench/run $(BENCH_ARGS)
+.PHONY: bench

@@ -10,6 +10,7 @@
 #include "checked-overflow.h"
 #include "errors.h"
 #include "chain.h"
+#include "lock.h"
 
 /* Make room for one more layer; the array only grows while opening. */
 static int
@@ -150,6 +151,10 @@ chain_open_top (struct chain *c, const char *path,
   r = io_open_file (path, p->writable ? IO_WRITE : 0, &l->io);
   if (r < 0)
     return r;
+  if (p->lock
+      && (r = io_lock (l->io, path,
+                       p->writable ? IO_LOCK_WRITE : IO_LOCK_READ)) < 0)
+    return r;
   r = layer_stat (l);
   if (r < 0)
     return r;
@@ -252,6 +257,10 @@ chain_open_backing (struct chain *c, unsigned *cap,
   r = check_loop (c, l);
   if (r < 0)
     return r;
+  /* After the loop check: a loop through the top would otherwise be
+   * reported as our own write lock in the way. */
+  if (p->lock && (r = io_lock (l->io, l->path, IO_LOCK_READ)) < 0)
+    return r;
   r = backing_format (over, l->io, p->probe, &ops);
   if (r < 0)
     return r;
@@ -291,6 +300,7 @@ chain_open (const char *path, const struct chain_policy *p,
   c = calloc (1, sizeof *c);
   if (c == NULL)
     return set_image_error (path, ENOMEM, "out of memory");
+  c->locked = p->lock;
   r = chain_grow (c, &cap, path);
   if (r == 0)
     r = chain_open_top (c, path, p);
@@ -337,6 +347,8 @@ chain_reopen_writable (struct chain *c, unsigned depth)
   if (l->dev != dev || l->ino != ino)
     return set_image_error (l->path, ESTALE, "was replaced by another file "
                             "while the job opened it");
+  if (c->locked && (r = io_lock (l->io, l->path, IO_LOCK_WRITE)) < 0)
+    return r;
   return layer_start (l, ops, FMT_OPEN_WRITE);
 }
 

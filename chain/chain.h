@@ -20,6 +20,9 @@ struct chain_policy {
   bool no_backing;           /* open only the top layer */
   bool describe_only;        /* FMT_OPEN_DESCRIBE: describe, no guest data */
   bool repair;               /* FMT_OPEN_REPAIR on the (writable) top layer */
+  bool lock;                 /* QEMU-compatible locks: top IO_LOCK_WRITE
+                                when writable, else IO_LOCK_READ; backing
+                                layers IO_LOCK_READ */
   unsigned max_depth;        /* layers at most, top included; 0 = default */
   char **allowed_dirs;       /* NULL or real paths of directories */
   size_t n_allowed_dirs;
@@ -40,6 +43,7 @@ struct layer {
 struct chain {
   struct layer *layers;      /* [0] is the top (active) image */
   unsigned n;
+  bool locked;               /* opened with policy.lock */
 };
 
 /* ---- resolve.c: backing names and the chain policy ---- */

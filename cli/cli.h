@@ -72,11 +72,53 @@ void json_finish (struct json *j);
 /* A JSON string literal (quotes included) of s. */
 void json_print_string (FILE *f, const char *s);
 
+/* ---- run.c: block jobs ---- */
+
+#define JOB_PROGRESS_NONE 0
+#define JOB_PROGRESS_BAR  1          /* -p: a bar on a terminal (stderr) */
+#define JOB_PROGRESS_JSON 2          /* --progress=json: lines on stdout */
+
+/* Options every job command takes. */
+struct job_args {
+  uint64_t bandwidth;                /* bytes/s, 0 = unlimited */
+  int progress;                      /* JOB_PROGRESS_* */
+  bool say_result;                   /* print the job's result line (stdout;
+                                        with --progress=json as {"result"}) */
+};
+
+/* getopt_long ids for job_args (add "p" to the short options). */
+#define JOB_OPT_BANDWIDTH 0x180
+#define JOB_OPT_PROGRESS  0x181
+#define JOB_LONG_OPTS \
+  { "bandwidth", required_argument, NULL, JOB_OPT_BANDWIDTH }, \
+  { "progress", required_argument, NULL, JOB_OPT_PROGRESS }
+#define JOB_OPTS_HELP \
+  "  --bandwidth R        limit to R MiB/s; with a suffix (K, M, G) bytes/s\n" \
+  "  -p                   progress bar on a terminal (stderr)\n" \
+  "  --progress=json      one JSON object per line on stdout:\n" \
+  "                       {\"cur\":N,\"end\":N,\"rate\":N,\"elapsed\":S}\n"
+
+/* Handle a job option (c from getopt); 1 if handled, 0 if not, -1 after
+ * printing a usage error. */
+int job_arg (const char *cmd, struct job_args *ja, int c, const char *arg);
+/* Open options from the chain options; NULL on error (last error set). */
+struct qc_open_opts *job_open_opts (const struct chain_args *a);
+/* SIGINT and SIGTERM abort the job run_job runs (exit 130). Install
+ * before starting the job, so that a signal while it starts counts. */
+void job_signals (void);
+/* Run job (NULL: its start failed) to the end with the chosen progress
+ * display and free it. Returns the exit status: 0, 1 (error printed) or
+ * 130 (aborted by a signal). */
+int run_job (struct qc_job *job, const struct job_args *ja);
+
 int cmd_info (int argc, char **argv);
 int cmd_map (int argc, char **argv);
 int cmd_compare (int argc, char **argv);
 int cmd_create (int argc, char **argv);
 int cmd_check (int argc, char **argv);
+int cmd_commit (int argc, char **argv);
 int cmd_copy (int argc, char **argv);
+int cmd_rebase (int argc, char **argv);
+int cmd_pull (int argc, char **argv);
 
 #endif

@@ -10,6 +10,10 @@ cli_qchain_SOURCES = \
 	cli/compare.c \
 	cli/create.c \
 	cli/check.c \
-	cli/copy.c
+	cli/commit.c \
+	cli/copy.c \
+	cli/run.c \
+	cli/rebase.c \
+	cli/pull.c
 cli_qchain_CPPFLAGS = -I$(top_srcdir)/lib
 cli_qchain_LDADD = libqchain.la

@@ -19,7 +19,10 @@ static const struct command commands[] = {
   { "compare", cmd_compare, "compare the guest views of two images" },
   { "create", cmd_create, "create a qcow2 or raw image" },
   { "check", cmd_check, "check (and repair) an image's metadata" },
+  { "commit", cmd_commit, "merge layers of a chain down into a base" },
   { "copy", cmd_copy, "copy a chain's guest view into a new or reused image" },
+  { "pull", cmd_pull, "copy the layers above a base into an image" },
+  { "rebase", cmd_rebase, "give an image a new backing file" },
 };
 
 static void

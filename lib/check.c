@@ -26,6 +26,7 @@ qc_check (const char *path, const char *format, unsigned flags,
   if (flags) {
     pol.writable = true;
     pol.repair = true;
+    pol.lock = true;
   }
   r = chain_open (path, &pol, &c);
   if (r < 0)

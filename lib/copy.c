@@ -17,45 +17,15 @@
 #include "errors.h"
 #include "iszero.h"
 #include "rounding.h"
-#include "engine.h"
+#include "move.h"
 #include "internal.h"
 #include "job.h"
+#include "lock.h"
 
-#define REQ_SIZE (1u << 20)          /* largest read request */
-#define NBUFS 16u                    /* buffers, hence data reads in flight */
-#define NSLOTS 32u                   /* ordered requests (zero ranges need no buffer) */
-#define ENGINE_DEPTH 32u             /* reads plus the raw DEST's writes */
+#define REQ_SIZE (1u << 20)          /* reads checking a reused DEST */
 #define STEP_MAX (64u << 20)         /* unthrottled step: the pipeline drains
                                         once per step; an abort waits for one */
 #define RAW_GRAN 4096u               /* zero detection in a raw DEST */
-
-enum rkind {
-  R_DIRECT,                          /* straight from a layer file's host offset */
-  R_READ,                            /* through chain_read (compressed, no fd) */
-  R_ZERO,                            /* must read as zero over DEST's backing */
-};
-
-struct range {
-  uint64_t off, len, host;
-  unsigned layer;
-  enum rkind kind;
-};
-
-enum sstate { S_FREE, S_READING, S_READY, S_WRITING, S_DONE };
-
-struct copy;
-
-struct slot {
-  struct copy *cp;
-  uint64_t off;
-  size_t len;
-  enum rkind kind;
-  enum sstate state;
-  void *buf;
-  size_t wpos;                       /* raw DEST: bytes handed to writes */
-  unsigned pending;                  /* raw DEST: writes in flight */
-  int res;                           /* first error of the slot's I/O */
-};
 
 struct copy {
   struct chain *src;
@@ -68,367 +38,11 @@ struct copy {
   struct io *dio;                    /* DEST's io (owned unless dchain) */
   const struct format_ops *dops;
   void *dst;                         /* DEST's format state (owned unless dchain) */
-  bool draw;                         /* raw DEST: data written through the engine */
-  uint32_t gran;                     /* zero detection (and compression) unit */
-  size_t bufsize;
+  uint32_t gran;                     /* DEST's cluster size (raw: 4 KiB) */
   struct chain_below below;
   struct backing_reader br;
-  struct engine *eng;
-  struct range *plan;
-  size_t nplan, cap, next;
-  uint64_t next_pos;                 /* bytes of plan[next] already issued */
-  struct slot slots[NSLOTS];
-  unsigned head, used;
+  struct mover *mv;
 };
-
-/* ---- planning ---- */
-
-static int
-plan_push (struct copy *cp, const struct range *r)
-{
-  if (cp->nplan == cp->cap) {
-    size_t cap = cp->cap ? cp->cap * 2 : 256;
-    struct range *p = reallocarray (cp->plan, cap, sizeof *p);
-    if (p == NULL)
-      return set_error (ENOMEM, "out of memory");
-    cp->plan = p;
-    cp->cap = cap;
-  }
-  cp->plan[cp->nplan++] = *r;
-  return 0;
-}
-
-/* Append a range, merged with the previous one when it continues it (same
- * source, contiguous on the host too) inside the same bufsize-aligned guest
- * window, so requests are large and start on cluster boundaries. */
-static int
-plan_add (struct copy *cp, enum rkind kind, uint64_t off, uint64_t len,
-          unsigned layer, uint64_t host)
-{
-  while (len) {
-    uint64_t win = ROUND_DOWN (off, (uint64_t) cp->bufsize);
-    uint64_t n = kind == R_ZERO ? len : MIN (len, win + cp->bufsize - off);
-    struct range *last = cp->nplan ? &cp->plan[cp->nplan - 1] : NULL;
-    int r;
-
-    if (last && last->kind == kind && last->off + last->len == off
-        && (kind == R_ZERO || last->off >= win)
-        && (kind != R_DIRECT || (last->layer == layer
-                                 && last->host + last->len == host)))
-      last->len += n;
-    else {
-      struct range rg = { off, n, host, layer, kind };
-      if ((r = plan_push (cp, &rg)) < 0)
-        return r;
-    }
-    off += n;
-    host += n;
-    len -= n;
-  }
-  return 0;
-}
-
-/* Compressed writes take whole DEST clusters: widen to them, never going
- * back over what is planned already; the data comes from the guest view. */
-static int
-plan_add_compressed (struct copy *cp, uint64_t off, uint64_t len)
-{
-  uint64_t start = ROUND_DOWN (off, (uint64_t) cp->gran);
-  uint64_t end = MIN (ROUND_UP (off + len, (uint64_t) cp->gran), cp->size);
-
-  if (cp->nplan) {
-    const struct range *last = &cp->plan[cp->nplan - 1];
-    start = MAX (start, last->off + last->len);
-  }
-  return start < end ? plan_add (cp, R_READ, start, end - start, 0, 0) : 0;
-}
-
-static int
-plan_data (struct copy *cp, uint64_t off, uint64_t len, unsigned layer,
-           bool has_offset, uint64_t host)
-{
-  if (cp->compress)
-    return plan_add_compressed (cp, off, len);
-  if (has_offset && cp->src->layers[layer].io->fd >= 0)
-    return plan_add (cp, R_DIRECT, off, len, layer, host);
-  return plan_add (cp, R_READ, off, len, 0, 0);
-}
-
-/* Deep copy: every range of the guest view that holds data. */
-static int
-plan_deep (struct copy *cp)
-{
-  struct qc_extent e;
-  uint64_t off;
-  int r;
-
-  for (off = 0; off < cp->size; off += e.length) {
-    if ((r = chain_block_status (cp->src, 0, off, cp->size - off, &e)) < 0)
-      return r;
-    if (e.length == 0)
-      return set_image_error (cp->src->layers[0].path, EIO,
-                              "empty extent at %" PRIu64, off);
-    if (e.data && !e.zero
-        && (r = plan_data (cp, off, e.length, e.depth, e.has_offset,
-                           e.offset)) < 0)
-      return r;
-  }
-  return 0;
-}
-
-/* Shallow copy: what the top layer itself holds, its zero clusters included
- * (they hide the backing file's data). */
-static int
-plan_shallow (struct copy *cp)
-{
-  struct layer *l = &cp->src->layers[0];
-  struct layer_extent le;
-  uint64_t off;
-  int r;
-
-  for (off = 0; off < cp->size; off += le.len) {
-    memset (&le, 0, sizeof le);
-    if ((r = l->ops->status (l->st, off, cp->size - off, &le)) < 0)
-      return r;
-    if (le.len == 0 || le.len > cp->size - off)
-      return set_image_error (l->path, EIO, "format driver answered %"
-                              PRIu64 " bytes at %" PRIu64, le.len, off);
-    if (le.type == EXT_DATA)
-      r = plan_data (cp, off, le.len, 0, le.has_offset, le.host_off);
-    else if (le.type == EXT_COMPRESSED)
-      r = plan_data (cp, off, le.len, 0, false, 0);
-    else if (le.type == EXT_ZERO)
-      r = cp->compress ? plan_add_compressed (cp, off, le.len)
-        : plan_add (cp, R_ZERO, off, le.len, 0, 0);
-    if (r < 0)
-      return r;
-  }
-  return 0;
-}
-
-/* ---- writing, in guest-offset order ---- */
-
-/* Length of the run at pos of pieces (cut at gran boundaries of the guest
- * offset) that are all zero or all not; *zero says which. */
-static size_t
-run_at (const struct copy *cp, const struct slot *s, size_t pos, bool *zero)
-{
-  size_t start = pos;
-
-  *zero = false;
-  while (pos < s->len) {
-    uint64_t g = s->off + pos;
-    size_t n = (size_t) MIN ((uint64_t) (s->len - pos),
-                             ROUND_UP (g + 1, (uint64_t) cp->gran) - g);
-    bool z = is_zero ((char *) s->buf + pos, n);
-
-    if (pos == start)
-      *zero = z;
-    else if (z != *zero)
-      break;
-    pos += n;
-  }
-  return pos - start;
-}
-
-static int
-dest_zero (struct copy *cp, uint64_t off, uint64_t len)
-{
-  return cp->under ? cp->dops->zero (cp->dst, off, len) : 0;
-}
-
-/* qcow2 DEST: synchronous, in order, so clusters are allocated in order. */
-static int
-write_format (struct copy *cp, struct slot *s)
-{
-  size_t pos, n;
-  bool zero;
-  int r = 0;
-
-  if (s->kind == R_ZERO)
-    return dest_zero (cp, s->off, s->len);
-  for (pos = 0; pos < s->len && r == 0; pos += n) {
-    const char *p = (const char *) s->buf + pos;
-    n = run_at (cp, s, pos, &zero);
-    if (zero)
-      r = dest_zero (cp, s->off + pos, n);
-    else if (cp->compress)
-      r = cp->dops->pwrite_compressed (cp->dst, p, n, s->off + pos);
-    else
-      r = cp->dops->pwrite (cp->dst, p, n, s->off + pos);
-  }
-  return r;
-}
-
-static void
-write_done (void *opaque, int res)
-{
-  struct slot *s = opaque;
-
-  s->pending--;
-  if (res < 0 && s->res == 0)
-    s->res = res;
-  if (s->pending == 0 && s->wpos == s->len)
-    s->state = S_DONE;
-}
-
-/* raw DEST: queue the slot's non-zero runs as engine writes, as many as
- * the engine takes now; zero runs stay holes (or are punched over a view). */
-static int
-write_raw (struct copy *cp, struct slot *s)
-{
-  bool zero;
-  int r;
-
-  if (s->kind == R_ZERO) {
-    s->wpos = s->len;
-    s->state = S_DONE;
-    return dest_zero (cp, s->off, s->len);
-  }
-  s->state = S_WRITING;
-  while (s->wpos < s->len) {
-    size_t n = run_at (cp, s, s->wpos, &zero);
-    if (zero) {
-      if ((r = dest_zero (cp, s->off + s->wpos, n)) < 0)
-        return r;
-    }
-    else {
-      if (engine_slots (cp->eng) == 0)
-        return 0;
-      r = engine_write (cp->eng, cp->dio->fd, (char *) s->buf + s->wpos, n,
-                        s->off + s->wpos, write_done, s);
-      if (r < 0)
-        return set_image_error (cp->dest, -r, "write: %s", strerror (-r));
-      s->pending++;
-    }
-    s->wpos += n;
-  }
-  if (s->pending == 0)
-    s->state = S_DONE;
-  return 0;
-}
-
-static int
-slot_error (struct copy *cp, struct slot *s)
-{
-  const char *name = s->kind == R_DIRECT ? cp->src->layers[0].path : cp->dest;
-
-  if (have_error ())
-    return s->res;
-  return set_image_error (name, -s->res, "I/O error at %" PRIu64 ": %s",
-                          s->off, strerror (-s->res));
-}
-
-/* Write what has been read and retire finished slots from the head, in
- * order; *progress says whether anything happened. */
-static int
-retire (struct qc_job *j, struct copy *cp, uint64_t *moved, bool *progress)
-{
-  unsigned i;
-  int r;
-
-  for (i = 0; i < cp->used; i++) {
-    struct slot *s = &cp->slots[(cp->head + i) % NSLOTS];
-    if (s->res < 0)
-      return slot_error (cp, s);
-    if (!cp->draw && s->state == S_READY) {
-      if (i > 0)
-        break;                       /* the format writes strictly in order */
-      if ((r = write_format (cp, s)) < 0)
-        return r;
-      s->state = S_DONE;
-      *progress = true;
-    }
-    else if (cp->draw && (s->state == S_READY || s->state == S_WRITING)
-             && (s->wpos < s->len || s->kind == R_ZERO)) {
-      size_t before = s->wpos;
-      if ((r = write_raw (cp, s)) < 0)
-        return r;
-      *progress |= s->wpos != before || s->state == S_DONE;
-    }
-    else if (s->state == S_READING && !cp->draw)
-      break;
-  }
-  while (cp->used && cp->slots[cp->head].state == S_DONE) {
-    struct slot *s = &cp->slots[cp->head];
-    if (s->res < 0)
-      return slot_error (cp, s);
-    if (s->kind != R_ZERO) {
-      j->cur += s->len;
-      *moved += s->len;
-      engine_put_buf (cp->eng, s->buf);
-    }
-    s->state = S_FREE;
-    s->buf = NULL;
-    cp->head = (cp->head + 1) % NSLOTS;
-    cp->used--;
-    *progress = true;
-  }
-  return 0;
-}
-
-/* ---- reading ---- */
-
-static void
-read_done (void *opaque, int res)
-{
-  struct slot *s = opaque;
-
-  if (res < 0)
-    s->res = res;
-  else if ((size_t) res < s->len)
-    memset ((char *) s->buf + res, 0, s->len - (size_t) res);
-  s->state = S_READY;
-}
-
-/* Start reads in plan order, at most budget bytes in this step (a
- * compressed copy rounds up to whole clusters). */
-static int
-issue (struct copy *cp, uint64_t budget, uint64_t *issued, bool *progress)
-{
-  while (cp->next < cp->nplan && cp->used < NSLOTS) {
-    const struct range *rg = &cp->plan[cp->next];
-    struct slot *s = &cp->slots[(cp->head + cp->used) % NSLOTS];
-    uint64_t left = rg->len - cp->next_pos, n = left;
-    int r;
-
-    if (rg->kind != R_ZERO) {
-      if (*issued >= budget)
-        break;
-      n = MIN (left, budget - *issued);
-      if (cp->compress)
-        n = MIN (left, ROUND_UP (n, (uint64_t) cp->gran));
-      if (rg->kind == R_DIRECT && engine_slots (cp->eng) == 0)
-        break;
-      if ((s->buf = engine_get_buf (cp->eng)) == NULL)
-        break;
-    }
-    *s = (struct slot) { .cp = cp, .off = rg->off + cp->next_pos,
-                         .len = (size_t) n, .kind = rg->kind,
-                         .state = S_READY, .buf = s->buf };
-    cp->used++;
-    if (rg->kind == R_DIRECT) {
-      struct layer *l = &cp->src->layers[rg->layer];
-      s->state = S_READING;
-      r = engine_read (cp->eng, l->io->fd, s->buf, n, rg->host + cp->next_pos,
-                       read_done, s);
-      if (r < 0)
-        return set_image_error (l->path, -r, "read: %s", strerror (-r));
-    }
-    else if (rg->kind == R_READ
-             && (r = chain_read (cp->src, 0, s->buf, n, s->off)) < 0)
-      return r;
-    if (rg->kind != R_ZERO)
-      *issued += n;
-    cp->next_pos += n;
-    if (cp->next_pos == rg->len) {
-      cp->next++;
-      cp->next_pos = 0;
-    }
-    *progress = true;
-  }
-  return 0;
-}
 
 /* Errors about the temporary file are about DEST to the user. */
 static int
@@ -450,25 +64,12 @@ static int
 copy_step (struct qc_job *j, uint64_t budget, uint64_t *moved)
 {
   struct copy *cp = j->priv;
-  uint64_t issued = 0;
-  int r;
+  uint64_t before = *moved;
+  int r = mover_step (cp->mv, budget, moved);
 
-  for (;;) {
-    bool progress = false;
-
-    if ((r = issue (cp, budget, &issued, &progress)) < 0
-        || (r = retire (j, cp, moved, &progress)) < 0)
-      return name_dest (cp, r);
-    if (cp->used == 0 && (issued >= budget || cp->next == cp->nplan))
-      break;
-    if (engine_inflight (cp->eng)) {
-      if ((r = engine_wait (cp->eng, progress ? 0 : 1)) < 0)
-        return set_error (-r, "I/O engine: %s", strerror (-r));
-    }
-    else if (!progress)
-      return set_image_error (cp->dest, EIO, "copy stalled (internal error)");
-  }
-  return cp->next == cp->nplan ? 1 : 0;
+  j->cur += *moved - before;
+  j->end = MAX (j->end, mover_planned (cp->mv));
+  return name_dest (cp, r);
 }
 
 /* ---- finishing ---- */
@@ -529,10 +130,8 @@ copy_finish (struct qc_job *j, bool ok)
   struct copy *cp = j->priv;
   int r = 0;
 
-  if (cp->eng)
-    r = ok ? engine_drain (cp->eng) : engine_cancel_all (cp->eng);
-  if (r < 0)
-    r = set_error (-r, "I/O engine: %s", strerror (-r));
+  if (cp->mv)
+    r = mover_finish (cp->mv, ok);
   /* A reused DEST is left consistent even when the copy stops early. */
   if (cp->dst && (ok || cp->tmp == NULL)) {
     int f = cp->dops->flush (cp->dst);
@@ -559,15 +158,13 @@ copy_free (void *priv)
 
   if (cp == NULL)
     return;
-  if (cp->eng)
-    engine_free (cp->eng);
+  mover_free (cp->mv);               /* before DEST, which it writes */
   close_dest (cp);
   if (cp->tmp) {
     unlink (cp->tmp);
     free (cp->tmp);
   }
   chain_close (cp->src);
-  free (cp->plan);
   free (cp->dest);
   free (cp->dir);
   free (cp);
@@ -721,6 +318,8 @@ create_dest (struct copy *cp, const char *options)
     cp->tmp = NULL;
   }
   if (r == 0)
+    r = io_lock (cp->dio, cp->tmp, IO_LOCK_WRITE);
+  if (r == 0)
     r = cp->dops->create (cp->dio, &p);
   if (r == 0)
     r = cp->dops->open (cp->dio, FMT_OPEN_WRITE, &cp->dst);
@@ -826,8 +425,6 @@ check_flags (struct copy *cp, const char *dest_options)
     return set_error (EINVAL, "unknown copy flags 0x%x", f);
   if ((f & QC_COPY_QCOW2) && raw)
     return set_error (EINVAL, "DEST cannot be both raw and qcow2");
-  if (f & QC_JOB_DIRECT)
-    return set_error (ENOTSUP, "O_DIRECT copies are not implemented yet");
   if ((f & QC_COPY_COMPRESS_ZLIB) && (f & QC_COPY_COMPRESS_ZSTD))
     return set_error (EINVAL, "compress with zlib or zstd, not both");
   /* Reused, a raw DEST holds the backing's view already (libvirt's
@@ -875,12 +472,30 @@ setup_dest (struct copy *cp, const char *dest_options,
     chain_backing_reader (cp->src, 0, &cp->below, &cp->br);
     cp->dops->set_backing_reader (cp->dst, &cp->br);
   }
-  cp->draw = cp->dops == &raw_format;
   cp->dops->describe (cp->dst, &info);
-  cp->gran = cp->draw || info.cluster_size == 0 ? RAW_GRAN : info.cluster_size;
-  if (cp->compress && cp->gran > REQ_SIZE)
-    cp->bufsize = cp->gran;
+  cp->gran = cp->dops == &raw_format || info.cluster_size == 0 ? RAW_GRAN
+    : info.cluster_size;
   return 0;
+}
+
+/* Deep: the whole view; shallow: what the top layer holds, its zero
+ * clusters included (they hide the backing file's data). */
+static int
+start_mover (struct copy *cp)
+{
+  bool shallow = cp->flags & QC_COPY_SHALLOW;
+  struct move_params p = {
+    .src = cp->src, .from = 0, .stop = shallow ? 1 : cp->src->n,
+    .size = cp->size, .zeroes = shallow,
+    .flags = cp->flags & (QC_JOB_NO_URING | QC_JOB_DIRECT),
+  };
+  struct move_dest d = {
+    .name = cp->dest, .ops = cp->dops, .st = cp->dst,
+    .fd = cp->dio ? cp->dio->fd : -1, .under = cp->under,
+    .compress = cp->compress, .gran = cp->gran,
+  };
+
+  return name_dest (cp, mover_new (&p, &d, &cp->mv));
 }
 
 static int
@@ -900,7 +515,6 @@ start (struct copy *cp, const char *src, const char *dest,
   cp->size = cp->src->layers[0].info.virtual_size;
   cp->compress = cp->flags & (QC_COPY_COMPRESS_ZLIB | QC_COPY_COMPRESS_ZSTD);
   cp->under = (cp->flags & QC_COPY_SHALLOW) && cp->src->n > 1;
-  cp->bufsize = REQ_SIZE;
   if ((cp->dest = strdup (dest)) == NULL || (d = strdup (dest)) == NULL)
     return set_error (ENOMEM, "out of memory");
   cp->dir = realpath (dirname (d), NULL);
@@ -910,15 +524,7 @@ start (struct copy *cp, const char *src, const char *dest,
   if ((r = check_flags (cp, dest_options)) < 0
       || (r = setup_dest (cp, dest_options, opts)) < 0)
     return r;
-  r = (cp->flags & QC_COPY_SHALLOW) ? plan_shallow (cp) : plan_deep (cp);
-  if (r < 0)
-    return r;
-  r = engine_new (ENGINE_DEPTH, cp->bufsize, NBUFS,
-                  (cp->flags & QC_JOB_NO_URING) ? ENGINE_NO_URING : 0,
-                  &cp->eng);
-  if (r < 0 && !have_error ())
-    r = set_error (-r, "I/O engine: %s", strerror (-r));
-  return r;
+  return start_mover (cp);
 }
 
 struct qc_job *
@@ -928,8 +534,6 @@ qc_copy_start (const char *src, const char *dest, const char *dest_options,
 {
   struct copy *cp;
   struct qc_job *j = NULL;
-  uint64_t end = 0;
-  size_t i;
   int r;
 
   clear_error ();
@@ -948,14 +552,11 @@ qc_copy_start (const char *src, const char *dest, const char *dest_options,
     public_error (r);
     return NULL;
   }
-  for (i = 0; i < cp->nplan; i++)
-    if (cp->plan[i].kind != R_ZERO)
-      end += cp->plan[i].len;
   if ((r = job_new (QC_JOB_COPY, &copy_ops, cp, bandwidth, &j)) < 0) {
     public_error (r);
     return NULL;
   }
-  j->end = end;
+  j->end = mover_planned (cp->mv);
   j->max_request = STEP_MAX;
   return j;
 }

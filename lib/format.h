@@ -41,6 +41,19 @@ struct backing_reader {
   uint64_t size;                 /* guest size of the view below */
 };
 
+/* Where a writer may send guest data instead of writing it itself: the
+ * job's I/O engine. write queues n bytes at host offset off of the image's
+ * file from buf, which is always the caller's pwrite buffer and stays valid
+ * until drain; drain returns when every queued write is done (the first
+ * error, or 0). A writer drains before anything that must follow the data
+ * (its metadata barrier, flush) and never writes the same bytes itself
+ * while a queued write may be in flight. */
+struct data_sink {
+  int (*write) (void *opaque, const void *buf, size_t n, uint64_t off);
+  int (*drain) (void *opaque);
+  void *opaque;
+};
+
 /* What `create` makes. Zero fields take qemu-img's defaults. */
 struct create_params {
   uint64_t size;
@@ -87,6 +100,9 @@ struct format_ops {
   /* Where copy-on-write reads the view below; NULL = no backing (zeroes). */
   void (*set_backing_reader) (void *st, const struct backing_reader *br);
   int (*pwrite) (void *st, const void *buf, size_t n, uint64_t off);
+  /* Send pwrite's guest data to sink (NULL: write it synchronously). The
+   * sink must outlive its use: reset it to NULL before it goes away. */
+  void (*set_data_sink) (void *st, const struct data_sink *sink);
   /* Whole clusters (off and n cluster-aligned, or n reaching the virtual
    * size), compressed with the image's compression type; a cluster that
    * does not shrink is written plainly. */
@@ -96,6 +112,9 @@ struct format_ops {
    * clusters (zero flag); discard frees what it can. */
   int (*zero) (void *st, uint64_t off, uint64_t len);
   int (*discard) (void *st, uint64_t off, uint64_t len);
+  /* Whole clusters of [off, off+len) become unallocated: they read from
+   * the backing file again (parts of clusters stay). NULL: cannot. */
+  int (*unmap) (void *st, uint64_t off, uint64_t len);
   /* Write back every cache in crash-safe order, then fsync. */
   int (*flush) (void *st);
   /* Rewrite the backing name and format (NULL name = none) in one write of

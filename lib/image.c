@@ -28,6 +28,9 @@ qc_open (const char *path, const struct qc_open_opts *opts)
     return NULL;
   }
   opts_to_policy (opts, &policy);
+  /* Inspection shares everything, as qemu-img -U: info works on the disk
+   * of a running VM. */
+  policy.lock = policy.lock && policy.writable;
   r = chain_open (path, &policy, &img->chain);
   if (r < 0) {
     free (img);

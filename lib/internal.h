@@ -13,6 +13,7 @@ struct qc_open_opts {
   bool writable;
   bool no_backing;
   bool describe_only;
+  bool force_share;
   unsigned max_depth;
   char **allowed_dirs;
   size_t n_allowed_dirs;

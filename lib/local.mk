@@ -9,9 +9,14 @@ libqchain_internal_la_SOURCES += \
 	lib/create.c \
 	lib/check.c \
 	lib/opts.c \
-	lib/jobs.c \
+	lib/lock.c \
+	lib/commit.c \
 	lib/copy.c \
+	lib/move.c \
 	lib/job.c \
 	lib/throttle.c \
 	lib/engine.c
-noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h lib/throttle.h lib/job.h lib/engine.h
+noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h lib/throttle.h lib/job.h lib/engine.h lib/lock.h lib/move.h
+# pull and rebase: one job that fills an image, then switches its backing.
+libqchain_internal_la_SOURCES += lib/retarget.c lib/rebase.c lib/pull.c lib/backing-name.c
+noinst_HEADERS += lib/retarget.h lib/backing-name.h

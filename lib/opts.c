@@ -113,13 +113,24 @@ qc_open_opts_set_describe_only (struct qc_open_opts *o, int yes)
   return 0;
 }
 
+int
+qc_open_opts_set_force_share (struct qc_open_opts *o, int yes)
+{
+  o->force_share = yes != 0;
+  return 0;
+}
+
 void
 opts_to_policy (const struct qc_open_opts *o, struct chain_policy *p)
 {
   memset (p, 0, sizeof *p);
   p->max_depth = CHAIN_DEFAULT_MAX_DEPTH;
+  /* Jobs lock what they open unless told not to; qc_open, which only
+   * inspects, drops the locks for a read-only open. */
+  p->lock = true;
   if (o == NULL)
     return;
+  p->lock = !o->force_share;
   p->format = o->format;
   p->probe = o->probe;
   p->writable = o->writable;

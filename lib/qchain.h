@@ -62,6 +62,10 @@ int qc_open_opts_set_no_backing (struct qc_open_opts *opts, int no_backing);
 /* Open to describe only: encrypted images and images with an external data
  * file are accepted (qc_get_info works), reading guest data is refused. */
 int qc_open_opts_set_describe_only (struct qc_open_opts *opts, int yes);
+/* Take no image locks (default off), like qemu-img -U. Jobs and writable
+ * opens otherwise lock as QEMU does and fail with EAGAIN on an image a
+ * running QEMU or qemu-img holds; read-only qc_open never locks. */
+int qc_open_opts_set_force_share (struct qc_open_opts *opts, int yes);
 
 /* ---- Images and chains ----------------------------------------------- */
 

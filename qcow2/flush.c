@@ -39,10 +39,41 @@ qcow2_write (struct qcow2_state *s, const void *buf, size_t n, uint64_t off)
 }
 
 int
+qcow2_write_data (struct qcow2_state *s, const void *buf, size_t n,
+                  uint64_t off)
+{
+  uint64_t end;
+  int r;
+
+  if (s->sink == NULL)
+    return qcow2_write (s, buf, n, off);
+  if (ADD_OVERFLOW (off, (uint64_t) n, &end))
+    return set_image_error (s->name, EFBIG, "write past the largest offset");
+  r = s->sink->write (s->sink->opaque, buf, n, off);
+  if (r < 0)
+    return r;
+  s->unsynced = true;
+  qcow2_note_file_end (s, end);
+  return 0;
+}
+
+void
+qcow2_set_data_sink_op (void *st, const struct data_sink *sink)
+{
+  struct qcow2_state *s = st;
+
+  s->sink = sink;
+}
+
+int
 qcow2_barrier (struct qcow2_state *s)
 {
   int r;
 
+  /* Queued data must be written before the fsync that orders it ahead of
+   * the metadata pointing to it. */
+  if (s->sink && (r = s->sink->drain (s->sink->opaque)) < 0)
+    return r;
   if (!s->unsynced)
     return 0;
   r = s->io->ops->flush (s->io);

@@ -283,6 +283,7 @@ struct qcow2_state {
   uint32_t rt_clusters;          /* from the header's while a move waits */
   uint64_t l1_dirty_lo, l1_dirty_hi;   /* L1 entries not on disk */
   bool unsynced;                 /* written since the last fsync */
+  const struct data_sink *sink;  /* guest data goes there, or NULL */
   uint64_t free_cursor;          /* allocation scan starts here (cluster) */
   bool append_only;
   struct qcow2_free_range *pending;    /* decrements waiting for flush */
@@ -475,6 +476,10 @@ void qcow2_note_file_end (struct qcow2_state *s, uint64_t end);
 
 /* flush.c: ordered write-back. */
 /* io_pwrite that remembers a barrier is due. */
+/* Guest data from the caller's buffer: to the data sink when there is one. */
+int qcow2_write_data (struct qcow2_state *s, const void *buf, size_t n,
+                      uint64_t off);
+void qcow2_set_data_sink_op (void *st, const struct data_sink *sink);
 int qcow2_write (struct qcow2_state *s, const void *buf, size_t n,
                  uint64_t off);
 /* fsync if anything was written since the last one. */
@@ -497,6 +502,7 @@ void qcow2_set_backing_reader_op (void *st, const struct backing_reader *br);
 int qcow2_pwrite_op (void *st, const void *buf, size_t n, uint64_t off);
 int qcow2_zero_op (void *st, uint64_t off, uint64_t len);
 int qcow2_discard_op (void *st, uint64_t off, uint64_t len);
+int qcow2_unmap_op (void *st, uint64_t off, uint64_t len);
 /* Entry i of L2 table t (bitmap: second word with extended L2, else 0). */
 uint64_t qcow2_l2_get (const struct qcow2_state *s, const unsigned char *t,
                        uint64_t i, uint64_t *bitmap);

@@ -159,7 +159,7 @@ acc_flush (struct wreq *w)
 
   if (w->acc_len == 0)
     return 0;
-  r = qcow2_write (w->s, w->acc_p, w->acc_len, w->acc_host);
+  r = qcow2_write_data (w->s, w->acc_p, w->acc_len, w->acc_host);
   w->acc_len = 0;
   return r;
 }
@@ -449,6 +449,7 @@ enum ztarget { Z_ZERO, Z_UNALLOC, Z_WRITE };
 struct zreq {
   struct qcow2_state *s;
   bool discard;
+  bool unmap;                    /* whole clusters become unallocated */
   bool backing;                  /* unallocated does not read as zeroes */
 };
 
@@ -513,6 +514,8 @@ set_entry (struct qcow2_state *s, uint64_t g, uint64_t e, uint64_t bm,
 static enum ztarget
 whole_target (const struct zreq *z)
 {
+  if (z->unmap)
+    return Z_UNALLOC;
   if (z->s->h.version >= 3 && (z->backing || !z->discard))
     return Z_ZERO;
   return z->backing ? Z_WRITE : Z_UNALLOC;
@@ -546,7 +549,7 @@ zero_extended (struct zreq *z, uint64_t g, uint64_t a, uint64_t b,
                bool whole, uint64_t e, uint64_t bm)
 {
   struct qcow2_state *s = z->s;
-  bool keep_zero = z->backing || !z->discard;
+  bool keep_zero = !z->unmap && (z->backing || !z->discard);
   uint32_t alloc = (uint32_t) bm, zero = (uint32_t) (bm >> 32);
   uint64_t scs = 1ull << s->sc_bits, sc, x, ca, cb, nbm;
   uint64_t part[2][2];
@@ -596,9 +599,10 @@ zero_extended (struct zreq *z, uint64_t g, uint64_t a, uint64_t b,
 #define PENDING_FLUSH_AT 65536u
 
 static int
-zero_range (struct qcow2_state *s, uint64_t off, uint64_t len, bool discard)
+zero_range (struct qcow2_state *s, uint64_t off, uint64_t len, bool discard,
+            bool unmap)
 {
-  struct zreq z = { .s = s, .discard = discard };
+  struct zreq z = { .s = s, .discard = discard || unmap, .unmap = unmap };
   unsigned shift = s->h.cluster_bits + s->l2_bits;
   uint64_t end = off + len, g, ce, b, e, bm;
   int r;
@@ -619,6 +623,11 @@ zero_range (struct qcow2_state *s, uint64_t off, uint64_t len, bool discard)
       g = ROUND_DOWN (off, (uint64_t) s->cluster_size);
       ce = MIN (g + s->cluster_size, s->h.size);
       b = MIN (end, ce);
+      if (unmap && (off != g || b != ce))
+        {
+          off = b;               /* a part of a cluster stays as it is */
+          continue;
+        }
       r = peek_entry (s, g, &e, &bm);
       if (r == 0 && s->g.extended_l2)
         r = zero_extended (&z, g, off - g, b - g, off == g && b == ce, e, bm);
@@ -636,11 +645,17 @@ zero_range (struct qcow2_state *s, uint64_t off, uint64_t len, bool discard)
 int
 qcow2_zero_op (void *st, uint64_t off, uint64_t len)
 {
-  return zero_range (st, off, len, false);
+  return zero_range (st, off, len, false, false);
 }
 
 int
 qcow2_discard_op (void *st, uint64_t off, uint64_t len)
 {
-  return zero_range (st, off, len, true);
+  return zero_range (st, off, len, true, false);
+}
+
+int
+qcow2_unmap_op (void *st, uint64_t off, uint64_t len)
+{
+  return zero_range (st, off, len, false, true);
 }

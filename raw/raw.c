@@ -14,6 +14,7 @@
 
 struct raw_state {
   struct io *io;
+  const struct data_sink *sink;
   uint64_t size;
 };
 
@@ -133,7 +134,18 @@ raw_pwrite (void *stp, const void *buf, size_t n, uint64_t off)
   struct raw_state *st = stp;
   int r = check_write (st, off, n);
 
-  return r < 0 ? r : io_pwrite (st->io, buf, n, off);
+  if (r < 0)
+    return r;
+  return st->sink ? st->sink->write (st->sink->opaque, buf, n, off)
+    : io_pwrite (st->io, buf, n, off);
+}
+
+static void
+raw_set_data_sink (void *stp, const struct data_sink *sink)
+{
+  struct raw_state *st = stp;
+
+  st->sink = sink;
 }
 
 /* Raw cannot store compressed data; the bytes go out as they are. */
@@ -158,8 +170,9 @@ static int
 raw_flush (void *stp)
 {
   struct raw_state *st = stp;
+  int r = st->sink ? st->sink->drain (st->sink->opaque) : 0;
 
-  return st->io->ops->flush (st->io);
+  return r < 0 ? r : st->io->ops->flush (st->io);
 }
 
 static int
@@ -211,6 +224,7 @@ const struct format_ops raw_format = {
   .create = raw_create,
   .set_backing_reader = raw_set_backing_reader,
   .pwrite = raw_pwrite,
+  .set_data_sink = raw_set_data_sink,
   .pwrite_compressed = raw_pwrite_compressed,
   .zero = raw_zero,
   .discard = raw_zero,

@@ -64,7 +64,7 @@ no_temp () {
 # deep_cases SRC: default, --raw, compressed and the fallback I/O path.
 deep_cases () {
   local src=$1 srcfmt=${2:-qcow2} tag d
-  for io in "" --no-uring; do
+  for io in "" --no-uring --direct; do
     tag=${src%.*}$io
     d=$tag.deep.$srcfmt
     if copy_ok "deep $tag" $io "$src" "$d"; then
@@ -100,7 +100,7 @@ deep_cases () {
 # shallow_cases SRC BACKING_FMT
 shallow_cases () {
   local src=$1 bfmt=$2 d io tag
-  for io in "" --no-uring; do
+  for io in "" --no-uring --direct; do
     tag=${src%.*}$io
     d=$tag.shallow.qcow2
     copy_ok "shallow $tag" $io --shallow "$src" "$d" || continue

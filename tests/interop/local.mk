@@ -19,3 +19,5 @@ TESTS += tests/interop/check-damaged.sh
 EXTRA_DIST += tests/interop/check-damaged.sh
 TESTS += tests/interop/copy.sh
 EXTRA_DIST += tests/interop/copy.sh
+TESTS += tests/interop/locking.sh
+EXTRA_DIST += tests/interop/locking.sh

@@ -1,4 +1,4 @@
-# tests/unit: the library's own pieces (errors, I/O backends, jobs, raw writer, exported symbols).
+# tests/unit: the library's own pieces (errors, I/O backends, locks, jobs, raw writer, exported symbols).
 TESTS += tests/unit/symbols.sh
 EXTRA_DIST += tests/unit/symbols.sh
 if HAVE_CMOCKA
@@ -19,4 +19,9 @@ tests_unit_test_job_LDADD = $(TEST_UNIT_LDADD)
 tests_unit_test_raw_write_SOURCES = tests/unit/test-raw-write.c
 tests_unit_test_raw_write_CFLAGS = $(TEST_UNIT_CFLAGS)
 tests_unit_test_raw_write_LDADD = $(TEST_UNIT_LDADD)
+check_PROGRAMS += tests/unit/test-lock
+TESTS += tests/unit/test-lock
+tests_unit_test_lock_SOURCES = tests/unit/test-lock.c
+tests_unit_test_lock_CFLAGS = $(TEST_UNIT_CFLAGS)
+tests_unit_test_lock_LDADD = $(TEST_UNIT_LDADD)
 endif

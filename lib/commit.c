@@ -1,0 +1,453 @@
+/* The commit job (qc_commit_start): libvirt's BlockCommit of layers T..above B into B, then the pointer switches. */
+#include <config.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "backing-name.h"
+#include "internal.h"
+#include "job.h"
+#include "move.h"
+
+#define STEP_MAX (64u << 20)
+#define RAW_GRAN 4096u
+#define SCAN_MAX 4096u               /* directory entries looked at for
+                                        other overlays of B */
+
+struct commit {
+  struct chain *c;
+  unsigned top, base;                /* depths of T and B in c */
+  unsigned flags;
+  uint64_t size;                     /* T's virtual size */
+  bool resumed;                      /* the switch was done by an earlier run */
+  struct chain *tc;                  /* resumed: T's own chain, */
+  unsigned tc_base;                  /* B's depth in it */
+  struct chain_below below;
+  struct backing_reader br;
+  struct mover *mv;
+};
+
+/* ---- other overlays of B ---- */
+
+/* True when the qcow2 file at path names (dev, ino) as its backing file. */
+static bool
+names_as_backing (const char *path, dev_t dev, ino_t ino)
+{
+  struct qc_info info = { .struct_size = sizeof info };
+  struct io *io = NULL;
+  void *st = NULL;
+  bool qcow2 = false, yes = false;
+  char *resolved = NULL;
+  struct stat sb;
+
+  if (io_open_file (path, 0, &io) < 0 || format_is_qcow2 (io, &qcow2) < 0
+      || !qcow2 || qcow2_format.open (io, FMT_OPEN_DESCRIBE, &st) < 0)
+    goto out;
+  qcow2_format.describe (st, &info);
+  if (info.backing_filename && info.backing_filename[0]
+      && backing_resolve (path, info.backing_filename, &resolved) == 0
+      && stat (resolved, &sb) == 0)
+    yes = sb.st_dev == dev && sb.st_ino == ino;
+ out:
+  if (st)
+    qcow2_format.close (st);
+  io_close (io);
+  free (resolved);
+  clear_error ();                    /* unreadable files are not overlays */
+  return yes;
+}
+
+/* Writing B corrupts any other image built on it: refuse when one is in
+ * B's directory (where qemu-img and libvirt put overlays). */
+static int
+check_other_overlays (struct commit *cm)
+{
+  struct layer *b = &cm->c->layers[cm->base];
+  char *copy = strdup (b->path), *dir, *path = NULL;
+  struct dirent *de;
+  unsigned seen = 0, i;
+  DIR *d;
+  int r = 0;
+
+  if (copy == NULL)
+    return set_error (ENOMEM, "out of memory");
+  dir = dirname (copy);
+  if ((d = opendir (dir)) == NULL) {
+    free (copy);
+    return 0;                        /* nothing visible */
+  }
+  while (r == 0 && (de = readdir (d)) != NULL && seen++ < SCAN_MAX) {
+    struct stat sb;
+    bool ours = false;
+    if (de->d_name[0] == '.' && (de->d_name[1] == '\0'
+                                 || (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+      continue;
+    if (fstatat (dirfd (d), de->d_name, &sb, 0) < 0 || !S_ISREG (sb.st_mode))
+      continue;
+    for (i = 0; i < cm->c->n; i++)
+      ours |= cm->c->layers[i].dev == sb.st_dev
+        && cm->c->layers[i].ino == sb.st_ino;
+    if (ours)
+      continue;
+    free (path);
+    if (asprintf (&path, "%s/%s", dir, de->d_name) < 0) {
+      path = NULL;
+      r = set_error (ENOMEM, "out of memory");
+    }
+    else if (names_as_backing (path, b->dev, b->ino))
+      r = set_image_error (b->path, EBUSY, "is also the backing file of %s; "
+                           "committing into it would change that image "
+                           "(--force to commit anyway)", path);
+  }
+  closedir (d);
+  free (path);
+  free (copy);
+  return r;
+}
+
+/* ---- the job ---- */
+
+static int
+commit_step (struct qc_job *j, uint64_t budget, uint64_t *moved)
+{
+  struct commit *cm = j->priv;
+  uint64_t before = *moved;
+  int r;
+
+  if (cm->mv == NULL)
+    return 1;
+  r = mover_step (cm->mv, budget, moved);
+  j->cur += *moved - before;
+  j->end = j->end > mover_planned (cm->mv) ? j->end : mover_planned (cm->mv);
+  return r;
+}
+
+/* Make layer `over` name B, durably (one header write, then fsync). */
+static int
+switch_to_base (struct commit *cm, unsigned over)
+{
+  struct layer *o = &cm->c->layers[over], *b = &cm->c->layers[cm->base];
+  char *name = NULL;
+  int r = chain_backing_name (cm->c, over, cm->base, &name);
+
+  if (r == 0)
+    r = o->ops->set_backing (o->st, name, b->ops->name);
+  free (name);
+  return r;
+}
+
+static int
+fsync_dir_of (const char *path)
+{
+  char *copy = strdup (path);
+  int fd, r = 0;
+
+  if (copy == NULL)
+    return set_error (ENOMEM, "out of memory");
+  fd = open (dirname (copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || fsync (fd) < 0)
+    r = set_image_error (path, errno, "fsync of its directory: %m");
+  if (fd >= 0)
+    close (fd);
+  free (copy);
+  return r;
+}
+
+/* --delete: the files the commit made invalid, [first, stop) of chain c,
+ * after the switch is durable; each directory fsynced after. */
+static int
+delete_layers (struct chain *c, unsigned first, unsigned stop)
+{
+  unsigned i;
+  int r = 0;
+
+  for (i = first; i < stop && r == 0; i++)
+    if (unlink (c->layers[i].path) < 0 && errno != ENOENT)
+      r = set_image_error (c->layers[i].path, errno, "unlink: %m");
+  for (i = first; i < stop && r == 0; i++)
+    r = fsync_dir_of (c->layers[i].path);
+  return r;
+}
+
+static int
+finish_resumed (struct qc_job *j, struct commit *cm)
+{
+  int r = 0;
+
+  if (cm->flags & QC_COMMIT_DELETE)
+    r = delete_layers (cm->tc, 0, cm->tc_base);
+  if (r == 0)
+    job_set_result (j, "%s: already committed into %s by an earlier run%s",
+                    cm->tc->layers[0].path, cm->c->layers[cm->base].path,
+                    (cm->flags & QC_COMMIT_DELETE) ? "; deleted" : "");
+  return r;
+}
+
+static int
+commit_finish (struct qc_job *j, bool ok)
+{
+  struct commit *cm = j->priv;
+  struct layer *b = &cm->c->layers[cm->base];
+  bool keep = cm->flags & QC_COMMIT_KEEP_ACTIVE;
+  struct layer *a = &cm->c->layers[0];
+  int r = 0, f;
+
+  if (cm->resumed)
+    return ok ? finish_resumed (j, cm) : 0;
+  if (cm->mv)
+    r = mover_finish (cm->mv, ok);
+  /* B durable before anything points to it; also when stopping early. */
+  f = b->ops->flush (b->st);
+  if (!ok || r < 0)
+    return r;
+  if ((r = f) < 0)
+    return r;
+  if (cm->top > 0)
+    r = switch_to_base (cm, cm->top - 1);
+  else if (keep) {
+    /* ACTIVE names B first: emptying it then changes nothing it reads. */
+    r = switch_to_base (cm, 0);
+    if (r == 0)
+      r = a->ops->unmap (a->st, 0, a->info.virtual_size);
+    if (r == 0)
+      r = a->ops->flush (a->st);
+  }
+  if (r == 0 && (cm->flags & QC_COMMIT_DELETE))
+    r = delete_layers (cm->c, cm->top == 0 && keep ? 1 : cm->top, cm->base);
+  if (r < 0)
+    return r;
+  if (cm->top == 0 && !keep)
+    job_set_result (j, "%s: committed; %s is now the image to use",
+                    a->path, b->path);
+  else if (keep)
+    job_set_result (j, "%s: committed into %s; %s is empty and names it",
+                    a->path, b->path, a->path);
+  else
+    job_set_result (j, "%s: committed into %s; %s now names it",
+                    cm->c->layers[cm->top].path, b->path,
+                    cm->c->layers[cm->top - 1].path);
+  return 0;
+}
+
+static void
+commit_free (void *priv)
+{
+  struct commit *cm = priv;
+
+  if (cm == NULL)
+    return;
+  mover_free (cm->mv);
+  chain_close (cm->tc);
+  chain_close (cm->c);
+  free (cm);
+}
+
+static const struct job_ops commit_ops = {
+  .step = commit_step,
+  .finish = commit_finish,
+  .free = commit_free,
+};
+
+/* ---- set-up ---- */
+
+/* T was given but is not in ACTIVE's chain: an earlier run may have done
+ * the switch (then T's own chain reaches B through layers no longer in
+ * ACTIVE's chain) and been stopped before --delete. */
+static int
+try_resume (struct commit *cm, const char *top, const char *base,
+            const struct chain_policy *pol)
+{
+  struct chain_policy p = *pol;
+  unsigned k, i;
+  int r, b;
+
+  if (access (top, F_OK) < 0)
+    return -ENOENT;
+  p.format = NULL;
+  if ((r = chain_open (top, &p, &cm->tc)) < 0)
+    return r;
+  b = base ? chain_find (cm->c, base) : (int) cm->c->n - 1;
+  if (base == NULL && (cm->flags & QC_COMMIT_SHALLOW) && cm->tc->n > 1)
+    b = -1;
+  for (k = 1; k < cm->tc->n; k++) {
+    struct layer *l = &cm->tc->layers[k];
+    if (b < 0 && k == 1) {
+      for (i = 0; i < cm->c->n; i++)
+        if (cm->c->layers[i].dev == l->dev && cm->c->layers[i].ino == l->ino)
+          b = (int) i;
+    }
+    if (b >= 0 && l->dev == cm->c->layers[b].dev
+        && l->ino == cm->c->layers[b].ino)
+      break;
+  }
+  if (b < 0 || k == cm->tc->n)
+    return -ENOENT;
+  /* Everything to delete must be out of ACTIVE's chain. */
+  for (i = 0; i < k; i++) {
+    unsigned a;
+    for (a = 0; a < cm->c->n; a++)
+      if (cm->c->layers[a].dev == cm->tc->layers[i].dev
+          && cm->c->layers[a].ino == cm->tc->layers[i].ino)
+        return -ENOENT;
+  }
+  cm->tc_base = k;
+  cm->base = (unsigned) b;
+  cm->resumed = true;
+  clear_error ();
+  return 0;
+}
+
+static int
+find_layers (struct commit *cm, const char *top, const char *base,
+             const struct chain_policy *pol)
+{
+  const char *active = cm->c->layers[0].path;
+  int t = 0, b;
+
+  if ((cm->flags & QC_COMMIT_SHALLOW) && base)
+    return set_error (EINVAL, "--shallow and --base cannot be combined");
+  if (top && (t = chain_find (cm->c, top)) < 0) {
+    int e = t;
+    if (try_resume (cm, top, base, pol) == 0)
+      return 0;
+    chain_close (cm->tc);
+    cm->tc = NULL;
+    set_image_error (top, -e, "not in the backing chain of %s", active);
+    return e;
+  }
+  if ((cm->flags & QC_COMMIT_KEEP_ACTIVE) && t != 0)
+    return set_error (EINVAL, "--keep-active needs the top to be the active "
+                      "image %s", active);
+  if ((unsigned) t + 1 >= cm->c->n)
+    return set_image_error (cm->c->layers[t].path, EINVAL, "has no backing "
+                            "file: there is nothing to commit into");
+  if (base == NULL)
+    b = (cm->flags & QC_COMMIT_SHALLOW) ? t + 1 : (int) cm->c->n - 1;
+  else if ((b = chain_find (cm->c, base)) < 0)
+    return b;
+  if (b <= t)
+    return set_image_error (cm->c->layers[b].path, EINVAL, "is not below %s "
+                            "in the backing chain of %s",
+                            cm->c->layers[t].path, active);
+  cm->top = (unsigned) t;
+  cm->base = (unsigned) b;
+  return 0;
+}
+
+/* Open what the job writes, before anything moves: a refusal (locks,
+ * corrupt images, persistent bitmaps) costs nothing then. */
+static int
+open_targets (struct commit *cm)
+{
+  bool keep = cm->flags & QC_COMMIT_KEEP_ACTIVE;
+  struct layer *b;
+  int r;
+
+  if (!(cm->flags & QC_COMMIT_FORCE) && (r = check_other_overlays (cm)) < 0)
+    return r;
+  if (keep && cm->c->layers[0].ops == &raw_format)
+    return set_image_error (cm->c->layers[0].path, EINVAL, "is raw: it "
+                            "cannot name a backing file (--keep-active)");
+  if ((r = chain_reopen_writable (cm->c, cm->base)) < 0
+      || (cm->top > 0 && (r = chain_reopen_writable (cm->c, cm->top - 1)) < 0)
+      || (keep && (r = chain_reopen_writable (cm->c, 0)) < 0))
+    return r;
+  b = &cm->c->layers[cm->base];
+  if (cm->base + 1 < cm->c->n) {
+    chain_backing_reader (cm->c, cm->base, &cm->below, &cm->br);
+    b->ops->set_backing_reader (b->st, &cm->br);
+  }
+  /* Grown first: the new part reads as zeroes, as it did past B's end. */
+  if (b->info.virtual_size < cm->size) {
+    if ((r = b->ops->resize (b->st, cm->size)) < 0)
+      return r;
+    b->info.virtual_size = cm->size;
+  }
+  return 0;
+}
+
+static int
+start (struct commit *cm, const char *active, const char *base,
+       const char *top, const struct qc_open_opts *opts)
+{
+  struct qc_info info = { .struct_size = sizeof info };
+  struct chain_policy pol;
+  struct layer *b;
+  int r;
+
+  opts_to_policy (opts, &pol);
+  pol.writable = false;
+  pol.no_backing = false;
+  pol.describe_only = false;
+  if ((r = chain_open (active, &pol, &cm->c)) < 0
+      || (r = find_layers (cm, top, base, &pol)) < 0)
+    return r;
+  if (cm->resumed)
+    return 0;
+  cm->size = cm->c->layers[cm->top].info.virtual_size;
+  if ((r = open_targets (cm)) < 0)
+    return r;
+  b = &cm->c->layers[cm->base];
+  b->ops->describe (b->st, &info);
+  {
+    struct move_params p = {
+      .src = cm->c, .from = cm->top, .stop = cm->base, .size = cm->size,
+      .zeroes = true, .flags = cm->flags & (QC_JOB_NO_URING | QC_JOB_DIRECT),
+    };
+    struct move_dest d = {
+      .name = b->path, .ops = b->ops, .st = b->st, .fd = b->io->fd,
+      .under = true,
+      .gran = b->ops == &raw_format || info.cluster_size == 0 ? RAW_GRAN
+        : info.cluster_size,
+    };
+    r = mover_new (&p, &d, &cm->mv);
+  }
+  return r;
+}
+
+struct qc_job *
+qc_commit_start (const char *active, const char *base, const char *top,
+                 uint64_t bandwidth, unsigned flags,
+                 const struct qc_open_opts *opts)
+{
+  struct commit *cm;
+  struct qc_job *j = NULL;
+  int r;
+
+  clear_error ();
+  if (active == NULL || *active == '\0') {
+    public_error (set_error (EINVAL, "commit needs the active image"));
+    return NULL;
+  }
+  if (flags & ~(QC_COMMIT_SHALLOW | QC_COMMIT_DELETE | QC_COMMIT_KEEP_ACTIVE
+                | QC_COMMIT_FORCE | QC_JOB_NO_URING | QC_JOB_DIRECT)) {
+    public_error (set_error (EINVAL, "unknown commit flags 0x%x", flags));
+    return NULL;
+  }
+  if ((cm = calloc (1, sizeof *cm)) == NULL) {
+    public_error (set_error (ENOMEM, "out of memory"));
+    return NULL;
+  }
+  cm->flags = flags;
+  if ((r = start (cm, active, base, top, opts)) < 0) {
+    commit_free (cm);
+    public_error (r);
+    return NULL;
+  }
+  if ((r = job_new (QC_JOB_COMMIT, &commit_ops, cm, bandwidth, &j)) < 0) {
+    public_error (r);
+    return NULL;
+  }
+  j->end = cm->mv ? mover_planned (cm->mv) : 0;
+  j->max_request = STEP_MAX;
+  return j;
+}

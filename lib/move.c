@@ -1,0 +1,730 @@
+/* The copy core: planned ranges of a chain's layers moved through the I/O engine into a writer, in guest order. */
+#include <config.h>
+
+#include <errno.h>
+#include <stddef.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "iszero.h"
+#include "rounding.h"
+#include "engine.h"
+#include "move.h"
+
+#define REQ_SIZE (1u << 20)          /* window: the largest read */
+#define NBUFS 16u                    /* windows being read or written */
+#define NSLOTS 32u                   /* windows plus zero ranges (no buffer) */
+#define ENGINE_DEPTH 64u             /* piece reads plus DEST writes */
+#define MAX_PIECES 64u               /* exact pieces of a window (under) */
+#define PLAN_BATCH 65536u            /* ranges planned ahead, at most */
+#define DIO_ALIGN 4096u              /* what O_DIRECT is given, always */
+
+enum rkind {
+  R_DIRECT,                          /* from a layer file's host offset */
+  R_READ,                            /* through the view of a layer */
+  R_ZERO,                            /* must read as zero over DEST's view */
+};
+
+struct range {
+  uint64_t off, len, host;
+  uint32_t layer;
+  uint32_t kind;
+};
+
+struct piece {
+  uint32_t pos, len;                 /* in the window */
+};
+
+enum sstate { S_FREE, S_FILLING, S_READING, S_READY, S_WRITING, S_DONE };
+
+struct mover;
+
+/* A window of the guest view: data pieces read into one buffer, or one
+ * zero range (no buffer). */
+struct slot {
+  struct mover *m;
+  uint64_t off;                      /* guest offset of buf[0] */
+  size_t start, len;                 /* buf[start, len) is written (no under) */
+  uint64_t data;                     /* data bytes, for progress */
+  bool zero;
+  enum sstate state;
+  void *buf;
+  unsigned pending;                  /* reads, then writes in flight */
+  int res;
+  unsigned err_layer;
+  struct piece pc[MAX_PIECES];       /* under: exactly what is written */
+  unsigned npc;
+};
+
+struct mover {
+  struct move_params p;
+  struct move_dest d;
+  uint64_t walk_end;                 /* planning stops there */
+  size_t bufsize;
+  struct engine *eng;
+  struct data_sink sink;
+  struct slot *wslot;                /* the slot whose data DEST writes */
+  int werr;                          /* first failed DEST write */
+  bool direct;
+  int *dfd;                          /* O_DIRECT fds per layer, -1 = none */
+  int ddfd;                          /* DEST's O_DIRECT fd */
+  /* plan: a batch of ranges; plan_pos is where the next batch starts */
+  struct range *plan;
+  size_t nplan, next;
+  uint64_t next_pos;                 /* bytes of plan[next] already taken */
+  uint64_t plan_pos, planned;
+  uint64_t plan_end;                 /* end of the last range planned */
+  uint64_t *fsize;                   /* layer files' sizes: reads past them
+                                        are short */
+  struct slot slots[NSLOTS];
+  unsigned head, used;
+};
+
+/* ---- planning ---- */
+
+/* Append a range, merged with the last when it continues it (same source,
+ * contiguous on the host too) inside the same window. */
+static void
+plan_add (struct mover *m, enum rkind kind, uint64_t off, uint64_t len,
+          unsigned layer, uint64_t host)
+{
+  while (len) {
+    uint64_t win = ROUND_DOWN (off, (uint64_t) m->bufsize);
+    uint64_t n = kind == R_ZERO ? len : MIN (len, win + m->bufsize - off);
+    struct range *last = m->nplan ? &m->plan[m->nplan - 1] : NULL;
+
+    if (last && last->kind == kind && last->off + last->len == off
+        && (kind == R_ZERO || last->off >= win)
+        && (kind != R_DIRECT || (last->layer == layer
+                                 && last->host + last->len == host)))
+      last->len += n;
+    else
+      m->plan[m->nplan++] = (struct range) { off, n, host, layer, kind };
+    if (kind != R_ZERO)
+      m->planned += n;
+    m->plan_end = off + n;
+    off += n;
+    host += n;
+    len -= n;
+  }
+}
+
+/* Compressed writes take whole DEST clusters: widen to them, never going
+ * back over what is planned already; the data comes from the view. */
+static void
+plan_compressed (struct mover *m, uint64_t off, uint64_t len)
+{
+  uint64_t g = m->d.gran;
+  uint64_t start = ROUND_DOWN (off, g);
+  uint64_t end = MIN (ROUND_UP (off + len, g), m->p.size);
+
+  start = MAX (start, m->plan_end);
+  if (start < end)
+    plan_add (m, R_READ, start, end - start, m->p.from, 0);
+}
+
+static void
+plan_extent (struct mover *m, const struct qc_extent *e)
+{
+  struct layer *l = &m->p.src->layers[e->depth < m->p.src->n ? e->depth : 0];
+
+  if (!e->present)
+    return;
+  if (e->zero && !e->data) {
+    if (!m->p.zeroes)
+      return;
+    if (m->d.compress)
+      plan_compressed (m, e->start, e->length);
+    else
+      plan_add (m, R_ZERO, e->start, e->length, 0, 0);
+  }
+  else if (m->d.compress)
+    plan_compressed (m, e->start, e->length);
+  else if (e->has_offset && l->io->fd >= 0)
+    plan_add (m, R_DIRECT, e->start, e->length, e->depth, e->offset);
+  else
+    plan_add (m, R_READ, e->start, e->length, e->depth, 0);
+}
+
+/* Where layer 0 allocates nothing from off: *len bytes (0 = allocated,
+ * skip *skip bytes). */
+static int
+top_hole (struct mover *m, uint64_t off, uint64_t *len, uint64_t *skip)
+{
+  struct layer *l = &m->p.src->layers[0];
+  struct layer_extent le;
+  uint64_t max = m->walk_end - off;
+  int r;
+
+  memset (&le, 0, sizeof le);
+  if ((r = l->ops->status (l->st, off, max, &le)) < 0)
+    return r;
+  if (le.len == 0 || le.len > max)
+    return set_image_error (l->path, EIO, "format driver answered %" PRIu64
+                            " bytes at %" PRIu64, le.len, off);
+  *len = le.type == EXT_UNALLOC ? le.len : 0;
+  *skip = le.len;
+  return 0;
+}
+
+/* Plan the next batch. A range split by the batch end continues in the
+ * next one. */
+static int
+plan_more (struct mover *m)
+{
+  struct qc_extent e;
+  int r;
+
+  m->nplan = m->next = 0;
+  m->next_pos = 0;
+  /* An extent adds at most 64 windows' ranges, plus two partial ones. */
+  while (m->plan_pos < m->walk_end && m->nplan + 128 <= PLAN_BATCH) {
+    uint64_t off = m->plan_pos, len = m->walk_end - off, skip = 0;
+    if (m->p.holes_of_top) {
+      if ((r = top_hole (m, off, &len, &skip)) < 0)
+        return r;
+      if (len == 0) {
+        m->plan_pos += skip;
+        continue;
+      }
+    }
+    /* A window of ranges at most per extent keeps the batch bounded. */
+    len = MIN (len, (uint64_t) m->bufsize * 64);
+    r = chain_block_status_above (m->p.src, m->p.from, m->p.stop, off, len,
+                                  &e);
+    if (r < 0)
+      return r;
+    if (e.length == 0)
+      return set_image_error (m->p.src->layers[m->p.from].path, EIO,
+                              "empty extent at %" PRIu64, off);
+    plan_extent (m, &e);
+    m->plan_pos += e.length;
+  }
+  return 0;
+}
+
+/* ---- reading ---- */
+
+static void
+read_done (void *opaque, int res)
+{
+  struct slot *s = opaque;
+
+  s->pending--;
+  if (res < 0 && s->res == 0)
+    s->res = res;
+  if (s->pending == 0 && s->state == S_READING)
+    s->state = S_READY;
+}
+
+static int
+direct_fd (struct mover *m, unsigned layer, uint64_t host, uint64_t len,
+           const void *p)
+{
+  int fd = m->p.src->layers[layer].io->fd;
+
+  if (m->direct && m->dfd[layer] >= 0 && host % DIO_ALIGN == 0
+      && len % DIO_ALIGN == 0 && (uintptr_t) p % DIO_ALIGN == 0)
+    fd = m->dfd[layer];
+  return fd;
+}
+
+/* Read one range piece into the slot's buffer. */
+static int
+read_piece (struct mover *m, struct slot *s, const struct range *rg,
+            uint64_t skip, uint64_t n)
+{
+  char *p = (char *) s->buf + (rg->off + skip - s->off);
+  struct layer *l = &m->p.src->layers[rg->layer];
+  int r;
+
+  if (rg->kind == R_READ)
+    return chain_read (m->p.src, rg->layer, p, n, rg->off + skip);
+  while (engine_slots (m->eng) == 0)
+    if ((r = engine_wait (m->eng, 1)) < 0)
+      return set_error (-r, "I/O engine: %s", strerror (-r));
+  /* A read past the layer file's end comes back short: what it does not
+   * fill reads as zeroes. */
+  if (rg->host + skip + n > m->fsize[rg->layer]) {
+    uint64_t have = m->fsize[rg->layer] > rg->host + skip
+      ? m->fsize[rg->layer] - (rg->host + skip) : 0;
+    memset (p + have, 0, n - have);
+  }
+  r = engine_read (m->eng, direct_fd (m, rg->layer, rg->host + skip, n, p),
+                   p, n, rg->host + skip, read_done, s);
+  if (r < 0)
+    return set_image_error (l->path, -r, "read: %s", strerror (-r));
+  s->pending++;
+  s->err_layer = rg->layer;
+  return 0;
+}
+
+/* Zero the buffer over [from, to) (window positions). */
+static void
+zero_gap (struct slot *s, size_t from, size_t to)
+{
+  if (to > from)
+    memset ((char *) s->buf + from, 0, to - from);
+}
+
+/* Fill a data window from the plan: every piece of the window (up to the
+ * budget; without `under`, up to a cluster boundary past it). */
+static int
+fill_window (struct mover *m, struct slot *s, uint64_t budget,
+             uint64_t *issued)
+{
+  uint64_t g = m->d.gran;
+  uint64_t win = ROUND_DOWN (m->plan[m->next].off + m->next_pos,
+                             (uint64_t) m->bufsize);
+  uint64_t end;                      /* guest end of what is placed */
+  int r;
+
+  s->off = win;
+  /* Without under, writes start on the first piece's cluster. */
+  end = m->d.under ? win : MAX (win, ROUND_DOWN (m->plan[m->next].off
+                                                 + m->next_pos, g));
+  s->start = (size_t) (end - win);
+  while (m->next < m->nplan) {
+    const struct range *rg = &m->plan[m->next];
+    uint64_t at = rg->off + m->next_pos, n;
+
+    if (rg->kind == R_ZERO || at >= win + m->bufsize)
+      break;
+    if (*issued >= budget && (m->d.under || at >= ROUND_UP (end, g)))
+      break;
+    if (m->d.under && s->npc == MAX_PIECES)
+      break;
+    n = MIN (rg->len - m->next_pos, win + m->bufsize - at);
+    if (!m->d.under)
+      zero_gap (s, (size_t) (end - win), (size_t) (at - win));
+    else
+      s->pc[s->npc++] = (struct piece) { (uint32_t) (at - win), (uint32_t) n };
+    if ((r = read_piece (m, s, rg, m->next_pos, n)) < 0)
+      return r;
+    end = at + n;
+    s->data += n;
+    *issued += n;
+    m->next_pos += n;
+    if (m->next_pos == rg->len) {
+      m->next++;
+      m->next_pos = 0;
+    }
+  }
+  if (m->d.under)
+    s->len = (size_t) (end - win);
+  else {
+    /* Whole DEST clusters: a new cluster needs no copy-on-write. */
+    uint64_t wend = MIN (ROUND_UP (end, g), MIN (win + m->bufsize, m->p.size));
+    wend = MAX (wend, end);
+    zero_gap (s, (size_t) (end - win), (size_t) (wend - win));
+    s->len = (size_t) (wend - win);
+  }
+  return 0;
+}
+
+/* Start windows in plan order, at most budget data bytes in this step. */
+static int
+issue (struct mover *m, uint64_t budget, uint64_t *issued, bool *progress)
+{
+  int r;
+
+  while (m->used < NSLOTS) {
+    struct slot *s = &m->slots[(m->head + m->used) % NSLOTS];
+    const struct range *rg;
+
+    if (m->next == m->nplan) {
+      if (m->plan_pos >= m->walk_end)
+        break;
+      /* The plan is refilled in place: only once nothing refers to it. */
+      if ((r = plan_more (m)) < 0)
+        return r;
+      *progress = true;
+      continue;
+    }
+    rg = &m->plan[m->next];
+    memset (s, 0, offsetof (struct slot, pc));
+    s->m = m;
+    s->npc = 0;
+    if (rg->kind == R_ZERO) {
+      s->zero = true;
+      s->off = rg->off + m->next_pos;
+      s->len = (size_t) MIN (rg->len - m->next_pos, (uint64_t) 1 << 30);
+      s->state = S_READY;
+      m->next_pos += s->len;
+      if (m->next_pos == rg->len) {
+        m->next++;
+        m->next_pos = 0;
+      }
+    }
+    else {
+      if (*issued >= budget)
+        break;
+      if ((s->buf = engine_get_buf (m->eng)) == NULL)
+        break;
+      s->state = S_FILLING;
+      m->used++;                     /* callbacks may run while filling */
+      r = fill_window (m, s, budget, issued);
+      s->state = s->pending ? S_READING : S_READY;
+      if (r < 0)
+        return r;
+      *progress = true;
+      continue;
+    }
+    m->used++;
+    *progress = true;
+  }
+  return 0;
+}
+
+/* ---- writing, in guest order ---- */
+
+/* Length of the run at pos (pieces cut at gran boundaries of the guest
+ * offset) that is all zero or all not; *zero says which. */
+static size_t
+run_at (const struct mover *m, const struct slot *s, size_t pos, size_t end,
+        bool *zero)
+{
+  size_t start = pos;
+
+  *zero = false;
+  while (pos < end) {
+    uint64_t g = s->off + pos;
+    size_t n = (size_t) MIN ((uint64_t) (end - pos),
+                             ROUND_UP (g + 1, (uint64_t) m->d.gran) - g);
+    bool z = is_zero ((char *) s->buf + pos, n);
+
+    if (pos == start)
+      *zero = z;
+    else if (z != *zero)
+      break;
+    pos += n;
+  }
+  return pos - start;
+}
+
+/* [pos, end) of the slot's buffer into DEST; zero runs stay holes unless
+ * DEST has a view below. */
+static int
+write_span (struct mover *m, struct slot *s, size_t pos, size_t end)
+{
+  size_t n;
+  bool zero;
+  int r = 0;
+
+  for (; pos < end && r == 0; pos += n) {
+    const char *p = (const char *) s->buf + pos;
+    n = run_at (m, s, pos, end, &zero);
+    if (zero)
+      r = m->d.under ? m->d.ops->zero (m->d.st, s->off + pos, n) : 0;
+    else if (m->d.compress)
+      r = m->d.ops->pwrite_compressed (m->d.st, p, n, s->off + pos);
+    else
+      r = m->d.ops->pwrite (m->d.st, p, n, s->off + pos);
+  }
+  return r;
+}
+
+static int
+write_slot (struct mover *m, struct slot *s)
+{
+  unsigned i;
+  int r = 0;
+
+  if (s->zero)
+    return m->d.ops->zero (m->d.st, s->off, s->len);
+  m->wslot = s;
+  if (!m->d.under)
+    r = write_span (m, s, s->start, s->len);
+  for (i = 0; m->d.under && i < s->npc && r == 0; i++)
+    r = write_span (m, s, s->pc[i].pos, (size_t) s->pc[i].pos + s->pc[i].len);
+  m->wslot = NULL;
+  return r;
+}
+
+static void
+write_done (void *opaque, int res)
+{
+  struct slot *s = opaque;
+
+  s->pending--;
+  if (res < 0) {
+    if (s->res == 0)
+      s->res = res;
+    if (s->m->werr == 0)
+      s->m->werr = res;
+  }
+  if (s->pending == 0 && s->state == S_WRITING)
+    s->state = S_DONE;
+}
+
+/* The data sink DEST's writer sends guest data to: the engine. */
+static int
+sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
+{
+  struct mover *m = opaque;
+  struct slot *s = m->wslot;
+  int fd = m->d.fd, r;
+
+  if (s == NULL)                     /* not from a slot's buffer: a bug */
+    return set_image_error (m->d.name, EINVAL, "data write outside a "
+                            "window (internal error)");
+  while (engine_slots (m->eng) == 0)
+    if ((r = engine_wait (m->eng, 1)) < 0)
+      return set_error (-r, "I/O engine: %s", strerror (-r));
+  if (m->ddfd >= 0 && off % DIO_ALIGN == 0 && n % DIO_ALIGN == 0
+      && (uintptr_t) buf % DIO_ALIGN == 0)
+    fd = m->ddfd;
+  r = engine_write (m->eng, fd, buf, n, off, write_done, s);
+  if (r < 0)
+    return set_image_error (m->d.name, -r, "write: %s", strerror (-r));
+  s->pending++;
+  return 0;
+}
+
+static int
+sink_drain (void *opaque)
+{
+  struct mover *m = opaque;
+  int r = engine_drain (m->eng);
+
+  if (r < 0)
+    return set_error (-r, "I/O engine: %s", strerror (-r));
+  if (m->werr < 0)
+    return set_image_error (m->d.name, -m->werr, "write: %s",
+                            strerror (-m->werr));
+  return 0;
+}
+
+static int
+slot_error (struct mover *m, struct slot *s)
+{
+  const char *name = s->state == S_WRITING || s->state == S_DONE
+    ? m->d.name : m->p.src->layers[s->err_layer].path;
+
+  return set_image_error (name, -s->res, "I/O error at %" PRIu64 ": %s",
+                          s->off, strerror (-s->res));
+}
+
+/* Write what has been read, strictly in order (DEST allocates in order),
+ * and retire finished slots from the head. */
+static int
+retire (struct mover *m, uint64_t *moved, bool *progress)
+{
+  unsigned i;
+  int r;
+
+  for (i = 0; i < m->used; i++) {
+    struct slot *s = &m->slots[(m->head + i) % NSLOTS];
+    if (s->res < 0)
+      return slot_error (m, s);
+    if (s->state == S_READING || s->state == S_FILLING)
+      break;
+    if (s->state != S_READY)
+      continue;
+    s->state = S_WRITING;
+    if ((r = write_slot (m, s)) < 0)
+      return r;
+    if (s->pending == 0)
+      s->state = S_DONE;
+    *progress = true;
+  }
+  while (m->used && m->slots[m->head].state == S_DONE) {
+    struct slot *s = &m->slots[m->head];
+    if (s->res < 0)
+      return slot_error (m, s);
+    *moved += s->data;
+    if (s->buf)
+      engine_put_buf (m->eng, s->buf);
+    s->buf = NULL;
+    s->state = S_FREE;
+    m->head = (m->head + 1) % NSLOTS;
+    m->used--;
+    *progress = true;
+  }
+  return 0;
+}
+
+int
+mover_step (struct mover *m, uint64_t budget, uint64_t *moved)
+{
+  uint64_t issued = 0;
+  int r;
+
+  for (;;) {
+    bool progress = false;
+    bool planned_all;
+
+    if ((r = issue (m, budget, &issued, &progress)) < 0
+        || (r = retire (m, moved, &progress)) < 0)
+      return r;
+    planned_all = m->next == m->nplan && m->plan_pos >= m->walk_end;
+    if (m->used == 0 && (issued >= budget || planned_all))
+      return planned_all ? 1 : 0;
+    if (engine_inflight (m->eng)) {
+      if ((r = engine_wait (m->eng, progress ? 0 : 1)) < 0)
+        return set_error (-r, "I/O engine: %s", strerror (-r));
+    }
+    else if (!progress)
+      return set_image_error (m->d.name, EIO, "copy stalled (internal "
+                              "error)");
+  }
+}
+
+uint64_t
+mover_planned (const struct mover *m)
+{
+  return m->planned;
+}
+
+/* ---- set-up ---- */
+
+/* The same file again, O_DIRECT: -1 when the file system refuses it. */
+static int
+reopen_direct (int fd, int mode)
+{
+  char path[64];
+  struct stat a, b;
+  int dfd;
+
+  snprintf (path, sizeof path, "/proc/self/fd/%d", fd);
+  dfd = open (path, mode | O_DIRECT | O_CLOEXEC);
+  if (dfd < 0)
+    return -1;
+  if (fstat (fd, &a) < 0 || fstat (dfd, &b) < 0 || a.st_dev != b.st_dev
+      || a.st_ino != b.st_ino) {
+    close (dfd);
+    return -1;
+  }
+  return dfd;
+}
+
+static int
+layer_sizes (struct mover *m)
+{
+  struct stat sb;
+  unsigned i;
+
+  for (i = 0; i < m->p.src->n; i++) {
+    int fd = m->p.src->layers[i].io->fd;
+    if (fd < 0)
+      continue;
+    if (fstat (fd, &sb) < 0)
+      return set_image_error (m->p.src->layers[i].path, errno, "stat: %m");
+    m->fsize[i] = (uint64_t) sb.st_size;
+  }
+  return 0;
+}
+
+static int
+setup_direct (struct mover *m)
+{
+  unsigned i;
+
+  m->dfd = malloc (m->p.src->n * sizeof *m->dfd);
+  if (m->dfd == NULL)
+    return set_error (ENOMEM, "out of memory");
+  for (i = 0; i < m->p.src->n; i++) {
+    int fd = m->p.src->layers[i].io->fd;
+    m->dfd[i] = i >= m->p.from && i < m->p.stop && fd >= 0
+      ? reopen_direct (fd, O_RDONLY) : -1;
+  }
+  if (m->d.fd >= 0)
+    m->ddfd = reopen_direct (m->d.fd, O_WRONLY);
+  return 0;
+}
+
+int
+mover_new (const struct move_params *p, const struct move_dest *d,
+           struct mover **out)
+{
+  struct mover *m = calloc (1, sizeof *m);
+  unsigned eflags = 0;
+  int r;
+
+  if (m == NULL)
+    return set_error (ENOMEM, "out of memory");
+  m->p = *p;
+  m->d = *d;
+  m->ddfd = -1;
+  m->direct = (p->flags & QC_JOB_DIRECT) != 0;
+  m->walk_end = MIN (p->size, p->src->layers[p->from].info.virtual_size);
+  m->bufsize = MAX ((size_t) REQ_SIZE, (size_t) d->gran);
+  if (d->gran == 0 || d->gran > (2u << 20) || (d->gran & (d->gran - 1)))
+    r = set_image_error (d->name, EINVAL, "cluster size %" PRIu32 " cannot "
+                         "be copied into", d->gran);
+  else if ((m->plan = malloc (PLAN_BATCH * sizeof *m->plan)) == NULL
+           || (m->fsize = calloc (p->src->n, sizeof *m->fsize)) == NULL)
+    r = set_error (ENOMEM, "out of memory");
+  else if ((r = layer_sizes (m)) == 0 && m->direct)
+    r = setup_direct (m);
+  if (r == 0) {
+    eflags = ((p->flags & QC_JOB_NO_URING) ? ENGINE_NO_URING : 0)
+      | (m->direct ? ENGINE_DIRECT : 0);
+    r = engine_new (ENGINE_DEPTH, m->bufsize, NBUFS, eflags, &m->eng);
+    if (r < 0 && !have_error ())
+      r = set_error (-r, "I/O engine: %s", strerror (-r));
+  }
+  if (r < 0) {
+    mover_free (m);
+    return r;
+  }
+  /* The first batch now: the job's end is known before it starts. */
+  if ((r = plan_more (m)) < 0) {
+    mover_free (m);
+    return r;
+  }
+  if (d->fd >= 0 && d->ops->set_data_sink) {
+    m->sink = (struct data_sink) { sink_write, sink_drain, m };
+    d->ops->set_data_sink (d->st, &m->sink);
+  }
+  *out = m;
+  return 0;
+}
+
+int
+mover_finish (struct mover *m, bool ok)
+{
+  int r;
+
+  if (m->eng == NULL)
+    return 0;
+  r = ok ? engine_drain (m->eng) : engine_cancel_all (m->eng);
+  if (r < 0)
+    r = set_error (-r, "I/O engine: %s", strerror (-r));
+  else if (ok && m->werr < 0)
+    r = set_image_error (m->d.name, -m->werr, "write: %s",
+                         strerror (-m->werr));
+  if (m->d.ops->set_data_sink && m->d.st)
+    m->d.ops->set_data_sink (m->d.st, NULL);
+  m->d.st = NULL;
+  return r;
+}
+
+void
+mover_free (struct mover *m)
+{
+  unsigned i;
+
+  if (m == NULL)
+    return;
+  if (m->eng)
+    engine_free (m->eng);
+  if (m->d.st && m->d.ops->set_data_sink)
+    m->d.ops->set_data_sink (m->d.st, NULL);
+  if (m->dfd)
+    for (i = 0; i < m->p.src->n; i++)
+      if (m->dfd[i] >= 0)
+        close (m->dfd[i]);
+  if (m->ddfd >= 0)
+    close (m->ddfd);
+  free (m->dfd);
+  free (m->fsize);
+  free (m->plan);
+  free (m);
+}
