@@ -24,6 +24,7 @@
 #define MAX_PIECES 64u               /* exact pieces of a window (under) */
 #define PLAN_BATCH 65536u            /* ranges planned ahead, at most */
 #define DIO_ALIGN 4096u              /* what O_DIRECT is given, always */
+#define WB_KICK (32u << 20)          /* DEST bytes between write-back starts */
 
 enum rkind {
   R_DIRECT,                          /* from a layer file's host offset */
@@ -71,6 +72,7 @@ struct mover {
   struct data_sink sink;
   struct slot *wslot;                /* the slot whose data DEST writes */
   int werr;                          /* first failed DEST write */
+  uint64_t unkicked;                 /* DEST bytes written since a kick */
   bool direct;
   int *dfd;                          /* O_DIRECT fds per layer, -1 = none */
   int ddfd;                          /* DEST's O_DIRECT fd */
@@ -484,6 +486,7 @@ sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
   if (r < 0)
     return set_image_error (m->d.name, -r, "write: %s", strerror (-r));
   s->pending++;
+  m->unkicked += n;
   return 0;
 }
 
@@ -533,6 +536,12 @@ retire (struct mover *m, uint64_t *moved, bool *progress)
     if (s->pending == 0)
       s->state = S_DONE;
     *progress = true;
+  }
+  /* The final fsync would write everything at once, after the copy: start
+   * write-back as the data comes, so the disk works while we copy. */
+  if (m->unkicked >= WB_KICK && m->d.fd >= 0) {
+    sync_file_range (m->d.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    m->unkicked = 0;
   }
   while (m->used && m->slots[m->head].state == S_DONE) {
     struct slot *s = &m->slots[m->head];

@@ -248,6 +248,25 @@ assert objs[-1]["cur"] == objs[-1]["end"] > 0, objs[-1]
 EOF
 fi
 
+say "throttle (one-sided: a slow machine only makes it slower)"
+qimg create -f qcow2 thr.qcow2 16M
+qio_cmds thr.qcow2 "write -P 5 0 16M"
+for io in "" --no-uring; do
+  rm -f thr.out.qcow2
+  if copy_ok "throttle$io" $io --progress=json --bandwidth 8 thr.qcow2 thr.out.qcow2; then
+    CHECKS=$((CHECKS + 1))
+    $PYTHON - "$OUT" <<'EOF' || fail "throttle$io: 16 MiB at 8 MiB/s went faster than the limit allows"
+import json, sys
+objs = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()]
+last = objs[-1]
+assert last["cur"] == 16 << 20, last
+# 2 s at the limit; a burst of at most a step is allowed: >= 1 s
+assert last["elapsed"] >= 1.0, last
+EOF
+    same_view thr.qcow2 thr.out.qcow2 qcow2 "throttle$io"
+  fi
+done
+
 say "abort mid-copy"
 qimg create -f qcow2 big.qcow2 64M
 qio_cmds big.qcow2 "write -P 7 0 64M"
