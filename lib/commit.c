@@ -17,9 +17,11 @@
 #include "internal.h"
 #include "job.h"
 #include "move.h"
+#include "rounding.h"
 
 #define STEP_MAX (64u << 20)
 #define RAW_GRAN 4096u
+#define RESUME_BUF (1u << 20)       /* views compared at a time */
 #define SCAN_MAX 4096u               /* directory entries looked at for
                                         other overlays of B */
 
@@ -186,9 +188,11 @@ finish_resumed (struct qc_job *j, struct commit *cm)
   if (cm->flags & QC_COMMIT_DELETE)
     r = delete_layers (cm->tc, 0, cm->tc_base);
   if (r == 0)
-    job_set_result (j, "%s: already committed into %s by an earlier run%s",
-                    cm->tc->layers[0].path, cm->c->layers[cm->base].path,
-                    (cm->flags & QC_COMMIT_DELETE) ? "; deleted" : "");
+    job_set_result (j, "%s: already committed into %s by an earlier run%s; "
+                    "%s is the image to use", cm->tc->layers[0].path,
+                    cm->c->layers[cm->base].path,
+                    (cm->flags & QC_COMMIT_DELETE) ? "; deleted" : "",
+                    cm->c->layers[0].path);
   return r;
 }
 
@@ -231,10 +235,13 @@ commit_finish (struct qc_job *j, bool ok)
   else if (keep)
     job_set_result (j, "%s: committed into %s; %s is empty and names it",
                     a->path, b->path, a->path);
-  else
+  else if (cm->top == 1)
     job_set_result (j, "%s: committed into %s; %s now names it",
-                    cm->c->layers[cm->top].path, b->path,
-                    cm->c->layers[cm->top - 1].path);
+                    cm->c->layers[cm->top].path, b->path, a->path);
+  else
+    job_set_result (j, "%s: committed into %s; %s now names it; %s is "
+                    "still the image to use", cm->c->layers[cm->top].path,
+                    b->path, cm->c->layers[cm->top - 1].path, a->path);
   return 0;
 }
 
@@ -258,6 +265,49 @@ static const struct job_ops commit_ops = {
 };
 
 /* ---- set-up ---- */
+
+/* An earlier run is taken as done only if B reads as T where the layers
+ * from T down to above B hold anything: 0 yes, 1 no, or an error. A T that
+ * merely shares a backing file with ACTIVE's chain (another overlay of a
+ * member) is not taken for a committed one (and never deleted). */
+static int
+resume_holds (struct commit *cm)
+{
+  struct chain *tc = cm->tc;
+  uint64_t size = tc->layers[0].info.virtual_size, off = 0;
+  char *a = malloc (RESUME_BUF), *b = malloc (RESUME_BUF);
+  int r = 0;
+
+  if (a == NULL || b == NULL)
+    r = set_error (ENOMEM, "out of memory");
+  while (r == 0 && off < size) {
+    struct qc_extent e;
+    size_t n;
+    if ((r = chain_block_status_above (tc, 0, cm->tc_base, off,
+                                       MIN (size - off, (uint64_t) 1 << 30),
+                                       &e)) < 0)
+      break;
+    if (e.length == 0) {
+      r = set_image_error (tc->layers[0].path, EIO, "empty extent at %"
+                           PRIu64, off);
+      break;
+    }
+    if (!e.present) {
+      off += e.length;
+      continue;
+    }
+    n = (size_t) MIN (e.length, (uint64_t) RESUME_BUF);
+    if ((r = chain_read (tc, 0, a, n, off)) < 0
+        || (r = chain_read (tc, cm->tc_base, b, n, off)) < 0)
+      break;
+    if (memcmp (a, b, n) != 0)
+      r = 1;
+    off += n;
+  }
+  free (a);
+  free (b);
+  return r;
+}
 
 /* T was given but is not in ACTIVE's chain: an earlier run may have done
  * the switch (then T's own chain reaches B through layers no longer in
@@ -300,6 +350,8 @@ try_resume (struct commit *cm, const char *top, const char *base,
         return -ENOENT;
   }
   cm->tc_base = k;
+  if ((r = resume_holds (cm)) != 0)
+    return r < 0 ? r : -ENOENT;
   cm->base = (unsigned) b;
   cm->resumed = true;
   clear_error ();

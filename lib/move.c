@@ -104,7 +104,9 @@ plan_add (struct mover *m, enum rkind kind, uint64_t off, uint64_t len,
     if (last && last->kind == kind && last->off + last->len == off
         && (kind == R_ZERO || last->off >= win)
         && (kind != R_DIRECT || (last->layer == layer
-                                 && last->host + last->len == host)))
+                                 && last->host + last->len == host))
+        /* A view reads what lies below it, not what lies above. */
+        && (kind != R_READ || last->layer <= layer))
       last->len += n;
     else
       m->plan[m->nplan++] = (struct range) { off, n, host, layer, kind };
@@ -438,12 +440,14 @@ write_slot (struct mover *m, struct slot *s)
   unsigned i;
   int r = 0;
 
-  if (s->zero)
-    return m->d.ops->zero (m->d.st, s->off, s->len);
+  /* Zero ranges too: DEST's writer may send zeroes through the sink (a
+   * partial cluster it cannot mark zero). */
   m->wslot = s;
-  if (!m->d.under)
+  if (s->zero)
+    r = m->d.ops->zero (m->d.st, s->off, s->len);
+  else if (!m->d.under)
     r = write_span (m, s, s->start, s->len);
-  for (i = 0; m->d.under && i < s->npc && r == 0; i++)
+  for (i = 0; !s->zero && m->d.under && i < s->npc && r == 0; i++)
     r = write_span (m, s, s->pc[i].pos, (size_t) s->pc[i].pos + s->pc[i].len);
   m->wslot = NULL;
   return r;
@@ -530,11 +534,11 @@ retire (struct mover *m, uint64_t *moved, bool *progress)
       break;
     if (s->state != S_READY)
       continue;
-    s->state = S_WRITING;
+    /* S_WRITING only once every write is queued: writes that complete
+     * while later ones wait for the engine must not end the slot. */
     if ((r = write_slot (m, s)) < 0)
       return r;
-    if (s->pending == 0)
-      s->state = S_DONE;
+    s->state = s->pending ? S_WRITING : S_DONE;
     *progress = true;
   }
   /* The final fsync would write everything at once, after the copy: start

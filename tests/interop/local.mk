@@ -21,3 +21,7 @@ TESTS += tests/interop/copy.sh
 EXTRA_DIST += tests/interop/copy.sh
 TESTS += tests/interop/locking.sh
 EXTRA_DIST += tests/interop/locking.sh
+TESTS += tests/interop/rebase.sh tests/interop/pull.sh tests/interop/retarget-kill.sh
+EXTRA_DIST += tests/interop/rebase.sh tests/interop/pull.sh tests/interop/retarget-kill.sh tests/interop/retarget-common.sh
+TESTS += tests/interop/commit.sh tests/interop/commit-kill.sh
+EXTRA_DIST += tests/interop/commit.sh tests/interop/commit-kill.sh tests/interop/commit-common.sh
