@@ -196,6 +196,22 @@ finish_resumed (struct qc_job *j, struct commit *cm)
   return r;
 }
 
+/* The image above a short T reads zeroes past T's end; once it names B it
+ * reads B there: B must read zeroes there too. (Before the switch that
+ * part of B is hidden by T's end.) */
+static int
+zero_past_top (struct commit *cm)
+{
+  struct layer *b = &cm->c->layers[cm->base];
+  uint64_t osize, end;
+
+  if (cm->top == 0)
+    return 0;
+  osize = cm->c->layers[cm->top - 1].info.virtual_size;
+  end = osize < b->info.virtual_size ? osize : b->info.virtual_size;
+  return end > cm->size ? b->ops->zero (b->st, cm->size, end - cm->size) : 0;
+}
+
 static int
 commit_finish (struct qc_job *j, bool ok)
 {
@@ -209,6 +225,8 @@ commit_finish (struct qc_job *j, bool ok)
     return ok ? finish_resumed (j, cm) : 0;
   if (cm->mv)
     r = mover_finish (cm->mv, ok);
+  if (ok && r == 0)
+    r = zero_past_top (cm);
   /* B durable before anything points to it; also when stopping early. */
   f = b->ops->flush (b->st);
   if (!ok || r < 0)
@@ -457,7 +475,7 @@ start (struct commit *cm, const char *active, const char *base,
     };
     struct move_dest d = {
       .name = b->path, .ops = b->ops, .st = b->st, .fd = b->io->fd,
-      .under = true,
+      .under = true, .as_is = true,
       .gran = b->ops == &raw_format || info.cluster_size == 0 ? RAW_GRAN
         : info.cluster_size,
     };

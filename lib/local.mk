@@ -18,5 +18,5 @@ libqchain_internal_la_SOURCES += \
 	lib/engine.c
 noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h lib/throttle.h lib/job.h lib/engine.h lib/lock.h lib/move.h
 # pull and rebase: one job that fills an image, then switches its backing.
-libqchain_internal_la_SOURCES += lib/retarget.c lib/rebase.c lib/pull.c lib/backing-name.c
+libqchain_internal_la_SOURCES += lib/retarget.c lib/retarget-plan.c lib/rebase.c lib/pull.c lib/backing-name.c
 noinst_HEADERS += lib/retarget.h lib/backing-name.h

@@ -40,6 +40,12 @@ struct range {
 
 struct piece {
   uint32_t pos, len;                 /* in the window */
+  /* Not read: DEST's writer is handed the buffer's addresses, and the
+   * data sink copies from the layer file to DEST's file in the kernel
+   * (copy_file_range), one copy instead of two. */
+  bool cfr;
+  unsigned layer;
+  uint64_t host;
 };
 
 enum sstate { S_FREE, S_FILLING, S_READING, S_READY, S_WRITING, S_DONE };
@@ -72,6 +78,7 @@ struct mover {
   struct data_sink sink;
   struct slot *wslot;                /* the slot whose data DEST writes */
   int werr;                          /* first failed DEST write */
+  bool cfr;                          /* copy_file_range for whole clusters */
   uint64_t unkicked;                 /* DEST bytes written since a kick */
   bool direct;
   int *dfd;                          /* O_DIRECT fds per layer, -1 = none */
@@ -138,6 +145,12 @@ plan_extent (struct mover *m, const struct qc_extent *e)
 {
   struct layer *l = &m->p.src->layers[e->depth < m->p.src->n ? e->depth : 0];
 
+  /* Zeroes only because a layer above stop is short: what is below it
+   * (stop's own data, say) must not show through any more. */
+  if (!e->present && e->zero && m->p.zeroes && e->depth + 1 < m->p.stop) {
+    plan_add (m, R_ZERO, e->start, e->length, 0, 0);
+    return;
+  }
   if (!e->present)
     return;
   if (e->zero && !e->data) {
@@ -277,6 +290,20 @@ zero_gap (struct slot *s, size_t from, size_t to)
     memset ((char *) s->buf + from, 0, to - from);
 }
 
+/* A piece DEST takes whole clusters of (so its writer hands the data on
+ * without copy-on-write, which would read the buffer), from inside a layer
+ * file: moved by copy_file_range. */
+static bool
+cfr_piece (const struct mover *m, const struct range *rg, uint64_t at,
+           uint64_t n)
+{
+  uint64_t g = m->d.gran;
+
+  return m->cfr && rg->kind == R_DIRECT && at % g == 0
+    && (n % g == 0 || at + n == m->p.size)
+    && rg->host + m->next_pos + n <= m->fsize[rg->layer];
+}
+
 /* Fill a data window from the plan: every piece of the window (up to the
  * budget; without `under`, up to a cluster boundary past it). */
 static int
@@ -307,9 +334,14 @@ fill_window (struct mover *m, struct slot *s, uint64_t budget,
     n = MIN (rg->len - m->next_pos, win + m->bufsize - at);
     if (!m->d.under)
       zero_gap (s, (size_t) (end - win), (size_t) (at - win));
-    else
-      s->pc[s->npc++] = (struct piece) { (uint32_t) (at - win), (uint32_t) n };
-    if ((r = read_piece (m, s, rg, m->next_pos, n)) < 0)
+    else {
+      struct piece *pc = &s->pc[s->npc++];
+      *pc = (struct piece) { (uint32_t) (at - win), (uint32_t) n,
+                             cfr_piece (m, rg, at, n), rg->layer,
+                             rg->host + m->next_pos };
+    }
+    if ((!m->d.under || !s->pc[s->npc - 1].cfr)
+        && (r = read_piece (m, s, rg, m->next_pos, n)) < 0)
       return r;
     end = at + n;
     s->data += n;
@@ -447,8 +479,14 @@ write_slot (struct mover *m, struct slot *s)
     r = m->d.ops->zero (m->d.st, s->off, s->len);
   else if (!m->d.under)
     r = write_span (m, s, s->start, s->len);
-  for (i = 0; !s->zero && m->d.under && i < s->npc && r == 0; i++)
-    r = write_span (m, s, s->pc[i].pos, (size_t) s->pc[i].pos + s->pc[i].len);
+  for (i = 0; !s->zero && m->d.under && i < s->npc && r == 0; i++) {
+    const struct piece *pc = &s->pc[i];
+    if (pc->cfr)                     /* unread: no zero detection */
+      r = m->d.ops->pwrite (m->d.st, (char *) s->buf + pc->pos, pc->len,
+                            s->off + pc->pos);
+    else
+      r = write_span (m, s, pc->pos, (size_t) pc->pos + pc->len);
+  }
   m->wslot = NULL;
   return r;
 }
@@ -469,17 +507,13 @@ write_done (void *opaque, int res)
     s->state = S_DONE;
 }
 
-/* The data sink DEST's writer sends guest data to: the engine. */
+/* Queue a DEST write of the slot's data with the engine. */
 static int
-sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
+sink_engine (struct mover *m, struct slot *s, const void *buf, size_t n,
+             uint64_t off)
 {
-  struct mover *m = opaque;
-  struct slot *s = m->wslot;
   int fd = m->d.fd, r;
 
-  if (s == NULL)                     /* not from a slot's buffer: a bug */
-    return set_image_error (m->d.name, EINVAL, "data write outside a "
-                            "window (internal error)");
   while (engine_slots (m->eng) == 0)
     if ((r = engine_wait (m->eng, 1)) < 0)
       return set_error (-r, "I/O engine: %s", strerror (-r));
@@ -492,6 +526,88 @@ sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
   s->pending++;
   m->unkicked += n;
   return 0;
+}
+
+/* n bytes from layer file `layer` at host to DEST's file at off, in the
+ * kernel. */
+static int
+copy_range (struct mover *m, unsigned layer, uint64_t host, size_t n,
+            uint64_t off)
+{
+  int sfd = m->p.src->layers[layer].io->fd;
+  loff_t in = (loff_t) host, out = (loff_t) off;
+
+  while (n > 0) {
+    ssize_t k = copy_file_range (sfd, &in, m->d.fd, &out, n, 0);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k < 0)
+      return -errno;
+    if (k == 0)                      /* the layer file ended: a bug here */
+      return -EIO;
+    n -= (size_t) k;
+  }
+  return 0;
+}
+
+/* A piece that was not read: copy it in the kernel, or, where the file
+ * systems cannot, read it here and let the engine write it. */
+static int
+sink_copy (struct mover *m, struct slot *s, const struct piece *pc,
+           size_t pos, size_t n, uint64_t off)
+{
+  uint64_t host = pc->host + (pos - pc->pos);
+  char *p = (char *) s->buf + pos;
+  int r = m->cfr ? copy_range (m, pc->layer, host, n, off) : -EXDEV;
+
+  if (r == -EXDEV || r == -EINVAL || r == -EOPNOTSUPP || r == -ENOSYS) {
+    m->cfr = false;                  /* no kernel copy here: read it */
+    r = io_pread (m->p.src->layers[pc->layer].io, p, n, host);
+    if (r < 0)
+      return r;
+    return sink_engine (m, s, p, n, off);
+  }
+  if (r < 0)
+    return set_image_error (m->d.name, -r, "copy_file_range from %s: %s",
+                            m->p.src->layers[pc->layer].path, strerror (-r));
+  m->unkicked += n;
+  return 0;
+}
+
+/* The data sink DEST's writer sends guest data to: the engine, or the
+ * kernel copy for the pieces not read. A write may span pieces. */
+static int
+sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
+{
+  struct mover *m = opaque;
+  struct slot *s = m->wslot;
+  const char *p = buf, *b;
+  unsigned i;
+  int r;
+
+  if (s == NULL)                     /* not from a slot's buffer: a bug */
+    return set_image_error (m->d.name, EINVAL, "data write outside a "
+                            "window (internal error)");
+  b = s->buf;
+  if (s->zero || p < b || p >= b + m->bufsize)
+    return sink_engine (m, s, buf, n, off);
+  for (i = 0; i < s->npc && n > 0; i++) {
+    const struct piece *pc = &s->pc[i];
+    size_t pos = (size_t) (p - b), k;
+    if (pos >= (size_t) pc->pos + pc->len)
+      continue;
+    if (pos < pc->pos)               /* not in a piece: not ours to copy */
+      break;
+    k = MIN (n, (size_t) pc->pos + pc->len - pos);
+    r = pc->cfr ? sink_copy (m, s, pc, pos, k, off)
+      : sink_engine (m, s, p, k, off);
+    if (r < 0)
+      return r;
+    p += k;
+    off += k;
+    n -= k;
+  }
+  return n ? sink_engine (m, s, p, n, off) : 0;
 }
 
 static int
@@ -692,6 +808,9 @@ mover_new (const struct move_params *p, const struct move_dest *d,
     mover_free (m);
     return r;
   }
+  /* Kernel copies where DEST's view below is kept (nothing to detect
+   * zeroes for) and the page cache is used anyway. */
+  m->cfr = d->as_is && d->under && !d->compress && !m->direct && d->fd >= 0;
   if (d->fd >= 0 && d->ops->set_data_sink) {
     m->sink = (struct data_sink) { sink_write, sink_drain, m };
     d->ops->set_data_sink (d->st, &m->sink);

@@ -35,6 +35,9 @@ struct move_dest {
    * name): guest data is written asynchronously, through a data sink. */
   bool fresh;
   uint32_t gran;                 /* DEST's cluster size (raw: 4 KiB) */
+  /* Data moves as the layers hold it, all-zero data included (commit):
+   * with `under`, whole clusters go file to file by copy_file_range. */
+  bool as_is;
 };
 
 struct move_params {

@@ -36,4 +36,44 @@ int retarget_start (struct retarget_params *p, uint64_t bandwidth,
 int retarget_open_image (const char *image, const struct qc_open_opts *opts,
                          bool no_backing, struct chain **out);
 
+/* ---- between retarget.c and retarget-plan.c ---- */
+
+enum pkind {
+  P_COPY,              /* write the old view (pull) */
+  P_CMP,               /* write the old view where it differs from the
+                          new one (rebase) */
+  P_ZERO,              /* old view reads zero, the one below might not */
+};
+
+/* Where a planned range's old view is read from. */
+enum psrc {
+  S_VIEW,              /* IMAGE's backing view, through the chain */
+  S_ZERO,              /* reads as zeroes */
+  S_FILE,              /* layer `layer`'s file at host offset `host` */
+  S_LAYER,             /* layer `layer` alone (compressed clusters) */
+};
+
+struct prange {
+  uint64_t off, len;
+  uint64_t host;       /* S_FILE: host offset of off */
+  unsigned layer;      /* S_FILE, S_LAYER */
+  enum pkind kind;
+  enum psrc src;
+};
+
+struct retarget {
+  enum rt_mode mode;
+  struct chain *c, *nc;
+  unsigned keep;
+  char *name, *format;
+  uint64_t size;       /* IMAGE's virtual size */
+  uint32_t gran;       /* IMAGE's allocation unit */
+  struct prange *plan;
+  size_t nplan, cap;
+};
+
+/* Fill rt->plan: the ranges IMAGE leaves to its backing where the view it
+ * will have differs, or may differ, from the one it has, in offset order. */
+int retarget_plan (struct retarget *rt);
+
 #endif

@@ -280,6 +280,17 @@ VD=$T/short.views
 forms short "${CORE[@]}"
 equiv short
 
+say "short middle layer: snap1 2 MiB between a 4 MiB base and 4 MiB overlays"
+# Past snap1's end ACTIVE reads zeroes while base holds data: a commit into
+# base must write those zeroes (once it did not).
+SEED=11 CS=(65536 65536 65536 65536) OP=("" "" "" "")
+KD=(wwazud wwazud wwazud wwwwww)
+SZ=($((4 * MiB)) $((4 * MiB)) $((2 * MiB)) $((4 * MiB)))
+chain4 shortmid
+VD=$T/shortmid.views
+forms shortmid "${CORE[@]}"
+equiv shortmid
+
 say "mixed layers: v2 4 KiB base, 2 MiB, 512 B, extended L2 32 KiB active"
 SEED=8 CS=(32768 512 2097152 4096) OP=(extended_l2=on "" "" compat=0.10)
 KD=(wwazud wwazud wwazud wwa)

@@ -106,8 +106,12 @@ job_refused "unsafe, missing NEWBASE, no -F" 1 "-F" rebase -u -b nosuch.qcow2 w/
 job_refused "json: name" 1 "json" rebase -b 'json:{}' w/top.qcow2
 job_refused "no -b" 2 "-b" rebase w/top.qcow2
 job_refused "bad -F" 2 "format" rebase -b base.qcow2 -F vmdk w/top.qcow2
+job_refused "NEWBASE outside --backing-dir" 1 "outside the allowed" \
+  rebase --backing-dir w -b ../other.qcow2 w/top.qcow2
 CHECKS=$((CHECKS + 1))
 cmp -s w/top.qcow2 v3-64k/top.qcow2 || fail "refusals: the image was changed"
+job_ok "NEWBASE inside --backing-dir" rebase --backing-dir w -b base.qcow2 w/top.qcow2 &&
+  same_view w/top.qcow2 v3-64k.view.raw "NEWBASE inside --backing-dir"
 job_ok "unsafe, missing NEWBASE, -F" rebase -u -b nosuch.qcow2 -F qcow2 w/top.qcow2 &&
   backing_is w/top.qcow2 nosuch.qcow2 qcow2 "unsafe, missing NEWBASE, -F"
 

@@ -61,7 +61,7 @@ build_form () {
     # finer layer widen to the top's subclusters
     xl2) chain4 "$f" "$S||wwazdc|65536" "$S|cluster_size=4096|wwazd|4096" \
         "$S|extended_l2=on|wwazud|65536" "$S|extended_l2=on|wwazud|65536" ;;
-    comp) chain4 "$f" "$S||wwc|65536" "$S||wwzcc|65536" "$S|compression_type=zstd|wcc|65536" "$S||wwazd|65536" ;;
+    comp) chain4 "$f" "$S||wwc|65536" "$S||wwzcc|65536" "$S|compression_type=zstd|wcc|65536" "$S||wwazdc|65536" ;;
     rawbase) mkdir -p "$f"
       qimg create -f raw "$f/base.raw" $S
       scatter "$f/base.raw" 61 14 $S wwa 65536 -f raw --

@@ -60,7 +60,7 @@ after_kill () {
   fi
   CHECKS=$((CHECKS + 1))
   cmp -s w/base.qcow2 orig/base.qcow2 && cmp -s w/mid.qcow2 orig/mid.qcow2 ||
-    fail "$what: a layer below the image was changed"
+    { fail "$what: a layer below the image was changed"; fresh orig w; }
 }
 
 # kill_runs NAME BACKING FMT ARGS...: RUNS kills of `qchain ARGS top`.
@@ -68,6 +68,7 @@ kill_runs () {
   local name=$1 nb=$2 fmt=$3 dur i d pid before state
   shift 3
   dur=$(duration "$@")
+  fresh orig w
   say "$name: ${dur} ms throttled; $RUNS kills"
   declare -A seen=()
   LEAKY=0
@@ -77,7 +78,7 @@ kill_runs () {
     elif [ "$i" -ge $((RUNS - 2)) ]; then d=$((dur + 200 * (i - RUNS + 3)))
     else d=$(( dur * (i - 1) / (RUNS - 3) + RANDOM % (dur / (RUNS - 3) + 1) ))
     fi
-    fresh orig w
+    cp orig/top.qcow2 w/top.qcow2
     before="$(own_extents w/top.qcow2) $(stat -c %s w/top.qcow2)"
     ( cd w && exec "$QCHAIN" "$@" --bandwidth $BW top.qcow2 ) >/dev/null 2>&1 &
     pid=$!
