@@ -151,15 +151,11 @@ static int
 fsync_dir_of (const char *path)
 {
   char *copy = strdup (path);
-  int fd, r = 0;
+  int r;
 
   if (copy == NULL)
     return set_error (ENOMEM, "out of memory");
-  fd = open (dirname (copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || fsync (fd) < 0)
-    r = set_image_error (path, errno, "fsync of its directory: %m");
-  if (fd >= 0)
-    close (fd);
+  r = io_fsync_dir (dirname (copy));
   free (copy);
   return r;
 }

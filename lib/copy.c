@@ -18,6 +18,7 @@
 #include "iszero.h"
 #include "rounding.h"
 #include "move.h"
+#include "backing-name.h"
 #include "internal.h"
 #include "job.h"
 #include "lock.h"
@@ -74,19 +75,6 @@ copy_step (struct qc_job *j, uint64_t budget, uint64_t *moved)
 
 /* ---- finishing ---- */
 
-static int
-fsync_dir (const char *dir)
-{
-  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  int r = 0;
-
-  if (fd < 0 || fsync (fd) < 0)
-    r = set_image_error (dir, errno, "fsync: %m");
-  if (fd >= 0)
-    close (fd);
-  return r;
-}
-
 /* Rename, never replacing a DEST that appeared meanwhile. */
 static int
 publish (struct copy *cp)
@@ -105,7 +93,7 @@ publish (struct copy *cp)
   }
   free (cp->tmp);
   cp->tmp = NULL;
-  return fsync_dir (cp->dir);
+  return io_fsync_dir (cp->dir);
 }
 
 static void
@@ -178,30 +166,6 @@ static const struct job_ops copy_ops = {
 
 /* ---- DEST ---- */
 
-/* A path to `to` (absolute, canonical) relative to the directory `from`. */
-static char *
-relative_path (const char *from, const char *to)
-{
-  size_t i, last = 0, ups = 0, flen = strlen (from);
-  char *fs, *out, *p;
-
-  if (asprintf (&fs, "%s%s", from, flen && from[flen - 1] == '/' ? "" : "/") < 0)
-    return NULL;
-  for (i = 0; fs[i] && fs[i] == to[i]; i++)
-    if (fs[i] == '/')
-      last = i;
-  for (i = last + 1; fs[i]; i++)
-    ups += fs[i] == '/';
-  free (fs);
-  out = malloc (ups * 3 + strlen (to + last + 1) + 1);
-  if (out == NULL)
-    return NULL;
-  for (p = out, i = 0; i < ups; i++, p += 3)
-    memcpy (p, "../", 3);
-  strcpy (p, to + last + 1);
-  return out;
-}
-
 /* The canonical directory of path joined with its last component (a
  * symlinked file keeps its own name). */
 static char *
@@ -238,7 +202,7 @@ shallow_backing_name (struct copy *cp, char **out)
   else if (written[0] == '/' || strcmp (sdir, cp->dir) == 0)
     *out = strdup (written);
   else
-    *out = relative_path (cp->dir, target);
+    *out = relative_path_to (cp->dir, target);
   if (r == 0 && *out == NULL)
     r = set_error (ENOMEM, "out of memory");
   free (sdir);

@@ -239,3 +239,16 @@ io_close (struct io *io)
   free (io->name);
   free (io);
 }
+
+int
+io_fsync_dir (const char *dir)
+{
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int r = 0;
+
+  if (fd < 0 || fsync (fd) < 0)
+    r = set_image_error (dir, errno, "fsync: %m");
+  if (fd >= 0)
+    close (fd);
+  return r;
+}

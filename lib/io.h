@@ -39,6 +39,8 @@ struct io {
 #define IO_CREATE (1u << 1)   /* create (must not exist) */
 
 int io_open_file (const char *path, unsigned flags, struct io **out);
+/* fsync the directory dir (a rename or unlink in it made durable). */
+int io_fsync_dir (const char *dir);
 /* An in-memory image holding a copy of data[0..len). */
 int io_open_mem (const char *name, const void *data, size_t len,
                  struct io **out);
