@@ -288,6 +288,22 @@ chain_prepare_backing (struct chain *c, bool follow)
   return follow;
 }
 
+/* Backing layers share one metadata cache budget, so memory does not grow
+ * with the depth of the chain: walks go in offset order and need little. */
+static void
+limit_caches (struct chain *c)
+{
+  uint64_t each;
+  unsigned i;
+
+  if (c->n < 2)
+    return;
+  each = CHAIN_BACKING_CACHE_BYTES / (c->n - 1);
+  for (i = 1; i < c->n; i++)
+    if (c->layers[i].ops->set_cache_limit)
+      c->layers[i].ops->set_cache_limit (c->layers[i].st, each);
+}
+
 int
 chain_open (const char *path, const struct chain_policy *p,
             struct chain **out)
@@ -314,6 +330,7 @@ chain_open (const char *path, const struct chain_policy *p,
     chain_close (c);
     return r;
   }
+  limit_caches (c);
   *out = c;
   return 0;
 }

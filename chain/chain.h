@@ -12,6 +12,8 @@
 #include "format.h"
 
 #define CHAIN_DEFAULT_MAX_DEPTH 256
+/* Metadata cache of all backing layers together (each keeps a minimum). */
+#define CHAIN_BACKING_CACHE_BYTES (8u << 20)
 
 struct chain_policy {
   const char *format;        /* top image's format; NULL = qcow2 magic or raw */

@@ -72,6 +72,8 @@ struct format_ops {
   /* Open the image on io; io stays owned by the caller and outlives st. */
   int (*open) (struct io *io, unsigned flags, void **st);
   void (*close) (void *st);
+  /* Keep metadata caches to about bytes (NULL: nothing cached). */
+  void (*set_cache_limit) (void *st, uint64_t bytes);
   /* Fill the format's part of info: virtual_size, cluster_size, version,
    * refcount_bits, compression_type, backing_filename, backing_format, flags,
    * data_file, encryption, nb_snapshots, nb_bitmaps. Strings belong to st. */

@@ -37,6 +37,23 @@ qcow2_l2_cache_init_n (struct qcow2_l2_cache *c, uint32_t table_size,
 }
 
 void
+qcow2_l2_cache_limit (struct qcow2_l2_cache *c, unsigned n)
+{
+  unsigned i;
+
+  if (n < QCOW2_L2_CACHE_MIN_SLOTS)
+    n = QCOW2_L2_CACHE_MIN_SLOTS;
+  if (n >= c->nb_slots || c->nb_dirty)
+    return;                          /* dirty tables are written back first */
+  for (i = n; i < c->nb_slots; i++) {
+    free (c->slots[i].data);
+    memset (&c->slots[i], 0, sizeof c->slots[i]);
+  }
+  c->nb_slots = n;
+  c->last_hit = 0;
+}
+
+void
 qcow2_l2_cache_free (struct qcow2_l2_cache *c)
 {
   unsigned i;

@@ -2,6 +2,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,17 @@ qcow2_close (void *st)
   free (s->dbuf);
   free (s->l1);
   free (s);
+}
+
+/* Bound the L2 cache to about `bytes`: layers read in order (a job's
+ * backing files) need a table or two each, and a deep chain has many. */
+static void
+qcow2_set_cache_limit (void *st, uint64_t bytes)
+{
+  struct qcow2_state *s = st;
+  uint64_t n = bytes / s->cluster_size;
+
+  qcow2_l2_cache_limit (&s->l2, n > UINT_MAX ? UINT_MAX : (unsigned) n);
 }
 
 static void
@@ -355,6 +367,7 @@ const struct format_ops qcow2_format = {
   .name = "qcow2",
   .open = qcow2_open,
   .close = qcow2_close,
+  .set_cache_limit = qcow2_set_cache_limit,
   .describe = qcow2_describe,
   .snapshot = qcow2_snapshot_op,
   .bitmap = qcow2_bitmap_op,

@@ -221,7 +221,7 @@ struct qcow2_l2_cache {
   void *opaque;
 };
 
-#define QCOW2_L2_CACHE_BYTES (32u << 20)
+#define QCOW2_L2_CACHE_BYTES (8u << 20)
 #define QCOW2_L2_CACHE_MAX_SLOTS 1024u
 #define QCOW2_L2_CACHE_MIN_SLOTS 4u
 
@@ -339,6 +339,9 @@ int qcow2_l2_classify (const struct qcow2_geom *g, uint64_t guest_off,
 /* l2-cache.c */
 int qcow2_l2_cache_init (struct qcow2_l2_cache *c, uint32_t table_size);
 void qcow2_l2_cache_free (struct qcow2_l2_cache *c);
+/* Keep at most n tables (at least the minimum); a cache holding dirty
+ * tables is left as it is. */
+void qcow2_l2_cache_limit (struct qcow2_l2_cache *c, unsigned n);
 /* The table at host offset off (already validated), read on a miss. */
 int qcow2_l2_cache_get (struct qcow2_l2_cache *c, struct io *io, uint64_t off,
                         const unsigned char **table);

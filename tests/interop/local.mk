@@ -25,3 +25,5 @@ TESTS += tests/interop/rebase.sh tests/interop/pull.sh tests/interop/retarget-ki
 EXTRA_DIST += tests/interop/rebase.sh tests/interop/pull.sh tests/interop/retarget-kill.sh tests/interop/retarget-common.sh
 TESTS += tests/interop/commit.sh tests/interop/commit-kill.sh
 EXTRA_DIST += tests/interop/commit.sh tests/interop/commit-kill.sh tests/interop/commit-common.sh
+TESTS += tests/interop/memory.sh
+EXTRA_DIST += tests/interop/memory.sh
