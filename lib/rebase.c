@@ -145,18 +145,41 @@ choose_safe (struct retarget_params *p)
   }
 }
 
-/* Unsafe: NEWBASE need not exist; if it does, it must not be IMAGE. */
+/* Unsafe: NEWBASE need not exist or open; if its chain opens, it must not
+ * hold IMAGE (the rewritten header would close a loop). Opened without
+ * locks: IMAGE is already locked for writing by this process. */
 static int
 check_unsafe (const struct rebase_args *a, const char *path,
-              struct chain *c)
+              struct retarget_params *p)
 {
+  struct chain *c = p->c, *nc = NULL;
+  struct chain_policy pol;
   struct stat st;
+  unsigned i;
+  int r = 0;
 
-  if (path && stat (path, &st) == 0
-      && same_file (&c->layers[0], st.st_dev, st.st_ino))
+  if (path == NULL || stat (path, &st) < 0)
+    return 0;
+  if (same_file (&c->layers[0], st.st_dev, st.st_ino))
     return set_image_error (a->image, ELOOP, "cannot be its own backing "
                             "file (%s)", a->name);
-  return 0;
+  opts_to_policy (a->opts, &pol);
+  pol.format = p->format;
+  pol.writable = false;
+  pol.no_backing = false;
+  pol.describe_only = true;
+  pol.lock = false;
+  if (chain_open (path, &pol, &nc) < 0) {
+    clear_error ();                  /* a broken NEWBASE is allowed here */
+    return 0;
+  }
+  for (i = 1; i < nc->n && r == 0; i++)
+    if (same_file (&nc->layers[i], c->layers[0].dev, c->layers[0].ino))
+      r = set_image_error (a->image, ELOOP, "cannot be rebased onto %s: its "
+                           "backing chain leads back to the image (a loop)",
+                           a->name);
+  chain_close (nc);
+  return r;
 }
 
 /* NEWBASE's path (resolved from IMAGE's directory) and format. */
@@ -193,7 +216,7 @@ rebase_prepare (const struct rebase_args *a, struct retarget_params *p)
     r = retarget_open_image (a->image, a->opts, unsafe, &p->c);
   if (r == 0 && unsafe) {
     p->mode = RT_NAME_ONLY;
-    r = check_unsafe (a, path, p->c);
+    r = check_unsafe (a, path, p);
   }
   else if (r == 0)
     choose_safe (p);

@@ -101,6 +101,9 @@ qimg create -f raw w/plain.raw $M
 job_refused "raw image" 1 "raw" rebase -b base.qcow2 w/plain.raw
 job_refused "onto itself" 1 "itself" rebase -b top.qcow2 w/top.qcow2
 job_refused "loop" 1 "loop" rebase -b s2.qcow2 w/s1.qcow2
+job_refused "unsafe loop" 1 "loop" rebase -u -b s2.qcow2 -F qcow2 w/s1.qcow2
+CHECKS=$((CHECKS + 1))
+cmp -s w/s1.qcow2 v3-64k/s1.qcow2 || fail "unsafe loop: s1 was changed"
 job_refused "missing NEWBASE" 1 "no such file" rebase -b nosuch.qcow2 w/top.qcow2
 job_refused "unsafe, missing NEWBASE, no -F" 1 "-F" rebase -u -b nosuch.qcow2 w/top.qcow2
 job_refused "json: name" 1 "json" rebase -b 'json:{}' w/top.qcow2
