@@ -281,7 +281,11 @@ test_l2_cache (void **state)
   unsigned i;
 
   assert_int_equal (qcow2_l2_cache_init (&c, 2u << 20), 0);
-  assert_int_equal (c.nb_slots, 16);
+  assert_int_equal (c.nb_slots, QCOW2_L2_CACHE_BYTES / (2u << 20));
+  qcow2_l2_cache_limit (&c, 1);          /* never below the minimum */
+  assert_int_equal (c.nb_slots, QCOW2_L2_CACHE_MIN_SLOTS);
+  qcow2_l2_cache_limit (&c, 1000);       /* and never grows */
+  assert_int_equal (c.nb_slots, QCOW2_L2_CACHE_MIN_SLOTS);
   qcow2_l2_cache_free (&c);
   assert_int_equal (qcow2_l2_cache_init (&c, 4096), 0);
   assert_int_equal (c.nb_slots, 1024);
