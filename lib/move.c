@@ -79,7 +79,8 @@ struct mover {
   struct slot *wslot;                /* the slot whose data DEST writes */
   int werr;                          /* first failed DEST write */
   bool cfr;                          /* copy_file_range for whole clusters */
-  uint64_t unkicked;                 /* DEST bytes written since a kick */
+  uint64_t unkicked;                 /* DEST bytes written since a kick, */
+  uint64_t kick_lo, kick_hi;         /* within these host offsets */
   bool direct;
   int *dfd;                          /* O_DIRECT fds per layer, -1 = none */
   int ddfd;                          /* DEST's O_DIRECT fd */
@@ -507,6 +508,16 @@ write_done (void *opaque, int res)
     s->state = S_DONE;
 }
 
+static void
+note_written (struct mover *m, uint64_t off, uint64_t n)
+{
+  if (m->unkicked == 0 || off < m->kick_lo)
+    m->kick_lo = off;
+  if (m->unkicked == 0 || off + n > m->kick_hi)
+    m->kick_hi = off + n;
+  m->unkicked += n;
+}
+
 /* Queue a DEST write of the slot's data with the engine. */
 static int
 sink_engine (struct mover *m, struct slot *s, const void *buf, size_t n,
@@ -524,7 +535,7 @@ sink_engine (struct mover *m, struct slot *s, const void *buf, size_t n,
   if (r < 0)
     return set_image_error (m->d.name, -r, "write: %s", strerror (-r));
   s->pending++;
-  m->unkicked += n;
+  note_written (m, off, n);
   return 0;
 }
 
@@ -570,7 +581,7 @@ sink_copy (struct mover *m, struct slot *s, const struct piece *pc,
   if (r < 0)
     return set_image_error (m->d.name, -r, "copy_file_range from %s: %s",
                             m->p.src->layers[pc->layer].path, strerror (-r));
-  m->unkicked += n;
+  note_written (m, off, n);
   return 0;
 }
 
@@ -660,7 +671,11 @@ retire (struct mover *m, uint64_t *moved, bool *progress)
   /* The final fsync would write everything at once, after the copy: start
    * write-back as the data comes, so the disk works while we copy. */
   if (m->unkicked >= WB_KICK && m->d.fd >= 0) {
-    sync_file_range (m->d.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    /* Only what was written since: the whole file would be walked each
+     * time otherwise. */
+    sync_file_range (m->d.fd, (off64_t) m->kick_lo,
+                     (off64_t) (m->kick_hi - m->kick_lo),
+                     SYNC_FILE_RANGE_WRITE);
     m->unkicked = 0;
   }
   while (m->used && m->slots[m->head].state == S_DONE) {
