@@ -66,33 +66,48 @@ relative_path_to (const char *from_dir, const char *to)
 }
 
 int
-chain_backing_name (struct chain *c, unsigned over, unsigned k, char **out)
+backing_name_from (const char *dir, struct chain *c, unsigned k,
+                   char **out)
 {
   const struct layer *l;
-  char *odir = NULL, *wdir = NULL, *target = NULL;
+  char *wdir = NULL, *target = NULL;
   int r = 0;
 
-  if (over >= k || k >= c->n)
-    return set_error (EINVAL, "layer %u is not below layer %u", k, over);
+  if (k == 0 || k >= c->n)
+    return set_error (EINVAL, "layer %u has no overlay in the chain", k);
   l = &c->layers[k];
   *out = NULL;
   if (l->written_name[0] == '/')
     *out = strdup (l->written_name);
-  else if ((odir = real_dir (c->layers[over].path)) == NULL
-           || (wdir = real_dir (c->layers[k - 1].path)) == NULL)
-    r = set_image_error (c->layers[over].path, errno ? errno : ENOMEM,
+  else if ((wdir = real_dir (c->layers[k - 1].path)) == NULL)
+    r = set_image_error (c->layers[k - 1].path, errno ? errno : ENOMEM,
                          "cannot resolve its directory: %m");
-  else if (strcmp (odir, wdir) == 0)
+  else if (strcmp (dir, wdir) == 0)
     *out = strdup (l->written_name);
   else if ((target = real_dir_and_base (l->path)) == NULL)
     r = set_image_error (l->path, errno ? errno : ENOMEM,
                          "cannot resolve its path: %m");
   else
-    *out = relative_path_to (odir, target);
+    *out = relative_path_to (dir, target);
   if (r == 0 && *out == NULL)
     r = set_error (ENOMEM, "out of memory");
-  free (odir);
   free (wdir);
   free (target);
+  return r;
+}
+
+int
+chain_backing_name (struct chain *c, unsigned over, unsigned k, char **out)
+{
+  char *odir;
+  int r;
+
+  if (over >= k || k >= c->n)
+    return set_error (EINVAL, "layer %u is not below layer %u", k, over);
+  if ((odir = real_dir (c->layers[over].path)) == NULL)
+    return set_image_error (c->layers[over].path, errno ? errno : ENOMEM,
+                            "cannot resolve its directory: %m");
+  r = backing_name_from (odir, c, k, out);
+  free (odir);
   return r;
 }

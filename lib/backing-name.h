@@ -11,6 +11,11 @@
 int chain_backing_name (struct chain *c, unsigned over, unsigned k,
                         char **out);
 
+/* The same for a file in the directory dir (absolute, canonical), which
+ * need not be in the chain: a shallow copy's new DEST. */
+int backing_name_from (const char *dir, struct chain *c, unsigned k,
+                       char **out);
+
 /* A path to the file `to` relative to the directory `from_dir`; both
  * absolute and canonical (no ".", "..", symlinks or double slashes). */
 char *relative_path_to (const char *from_dir, const char *to);

@@ -20,7 +20,6 @@
 #include "rounding.h"
 
 #define STEP_MAX (64u << 20)
-#define RAW_GRAN 4096u
 #define RESUME_BUF (1u << 20)       /* views compared at a time */
 #define SCAN_MAX 4096u               /* directory entries looked at for
                                         other overlays of B */
@@ -122,15 +121,8 @@ static int
 commit_step (struct qc_job *j, uint64_t budget, uint64_t *moved)
 {
   struct commit *cm = j->priv;
-  uint64_t before = *moved;
-  int r;
 
-  if (cm->mv == NULL)
-    return 1;
-  r = mover_step (cm->mv, budget, moved);
-  j->cur += *moved - before;
-  j->end = j->end > mover_planned (cm->mv) ? j->end : mover_planned (cm->mv);
-  return r;
+  return cm->mv ? mover_job_step (cm->mv, j, budget, moved) : 1;
 }
 
 /* Make layer `over` name B, durably (one header write, then fsync). */
@@ -445,7 +437,6 @@ static int
 start (struct commit *cm, const char *active, const char *base,
        const char *top, const struct qc_open_opts *opts)
 {
-  struct qc_info info = { .struct_size = sizeof info };
   struct chain_policy pol;
   struct layer *b;
   int r;
@@ -463,7 +454,6 @@ start (struct commit *cm, const char *active, const char *base,
   if ((r = open_targets (cm)) < 0)
     return r;
   b = &cm->c->layers[cm->base];
-  b->ops->describe (b->st, &info);
   {
     struct move_params p = {
       .src = cm->c, .from = cm->top, .stop = cm->base, .size = cm->size,
@@ -472,8 +462,6 @@ start (struct commit *cm, const char *active, const char *base,
     struct move_dest d = {
       .name = b->path, .ops = b->ops, .st = b->st, .fd = b->io->fd,
       .under = true, .as_is = true,
-      .gran = b->ops == &raw_format || info.cluster_size == 0 ? RAW_GRAN
-        : info.cluster_size,
     };
     r = mover_new (&p, &d, &cm->mv);
   }

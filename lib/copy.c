@@ -26,7 +26,6 @@
 #define REQ_SIZE (1u << 20)          /* reads checking a reused DEST */
 #define STEP_MAX (64u << 20)         /* unthrottled step: the pipeline drains
                                         once per step; an abort waits for one */
-#define RAW_GRAN 4096u               /* zero detection in a raw DEST */
 
 struct copy {
   struct chain *src;
@@ -39,7 +38,6 @@ struct copy {
   struct io *dio;                    /* DEST's io (owned unless dchain) */
   const struct format_ops *dops;
   void *dst;                         /* DEST's format state (owned unless dchain) */
-  uint32_t gran;                     /* DEST's cluster size (raw: 4 KiB) */
   struct chain_below below;
   struct backing_reader br;
   struct mover *mv;
@@ -65,12 +63,8 @@ static int
 copy_step (struct qc_job *j, uint64_t budget, uint64_t *moved)
 {
   struct copy *cp = j->priv;
-  uint64_t before = *moved;
-  int r = mover_step (cp->mv, budget, moved);
 
-  j->cur += *moved - before;
-  j->end = MAX (j->end, mover_planned (cp->mv));
-  return name_dest (cp, r);
+  return name_dest (cp, mover_job_step (cp->mv, j, budget, moved));
 }
 
 /* ---- finishing ---- */
@@ -166,50 +160,6 @@ static const struct job_ops copy_ops = {
 
 /* ---- DEST ---- */
 
-/* The canonical directory of path joined with its last component (a
- * symlinked file keeps its own name). */
-static char *
-canonical_dir_path (const char *path, bool dir_only)
-{
-  char *d = strdup (path), *b = strdup (path), *rd = NULL, *out = NULL;
-
-  if (d && b && (rd = realpath (dirname (d), NULL)) != NULL) {
-    if (dir_only)
-      out = strdup (rd);
-    else if (asprintf (&out, "%s/%s", rd, basename (b)) < 0)
-      out = NULL;
-  }
-  free (d);
-  free (b);
-  free (rd);
-  return out;
-}
-
-/* The backing name DEST records in a shallow copy: as SRC wrote it when it
- * resolves the same from DEST's directory, else relative from DEST's. */
-static int
-shallow_backing_name (struct copy *cp, char **out)
-{
-  struct layer *l = &cp->src->layers[0];
-  const char *written = l->info.backing_filename;
-  char *sdir = canonical_dir_path (l->path, true);
-  char *target = canonical_dir_path (l->backing_path, false);
-  int r = 0;
-
-  if (sdir == NULL || target == NULL)
-    r = set_image_error (l->path, errno ? errno : ENOMEM,
-                         "cannot resolve the backing file's path: %m");
-  else if (written[0] == '/' || strcmp (sdir, cp->dir) == 0)
-    *out = strdup (written);
-  else
-    *out = relative_path_to (cp->dir, target);
-  if (r == 0 && *out == NULL)
-    r = set_error (ENOMEM, "out of memory");
-  free (sdir);
-  free (target);
-  return r;
-}
-
 static int
 new_params (struct copy *cp, const char *options, struct create_params *p)
 {
@@ -237,7 +187,9 @@ new_params (struct copy *cp, const char *options, struct create_params *p)
       ? 3 : l->info.qcow2_version;
   if (cp->flags & QC_COPY_SHALLOW && cp->src->n > 1) {
     char *name = NULL;
-    if ((r = shallow_backing_name (cp, &name)) < 0)
+    /* As SRC wrote it when that resolves the same from DEST's directory,
+     * else relative from there. */
+    if ((r = backing_name_from (cp->dir, cp->src, 1, &name)) < 0)
       return r;
     p->backing = name;
     p->backing_format = cp->src->layers[1].ops->name;
@@ -417,7 +369,6 @@ setup_dest (struct copy *cp, const char *dest_options,
             const struct qc_open_opts *opts)
 {
   struct stat sb;
-  struct qc_info info = { .struct_size = sizeof info };
   int r;
 
   if (!(cp->flags & QC_COPY_REUSE_EXT)) {
@@ -436,9 +387,6 @@ setup_dest (struct copy *cp, const char *dest_options,
     chain_backing_reader (cp->src, 0, &cp->below, &cp->br);
     cp->dops->set_backing_reader (cp->dst, &cp->br);
   }
-  cp->dops->describe (cp->dst, &info);
-  cp->gran = cp->dops == &raw_format || info.cluster_size == 0 ? RAW_GRAN
-    : info.cluster_size;
   return 0;
 }
 
@@ -456,7 +404,7 @@ start_mover (struct copy *cp)
   struct move_dest d = {
     .name = cp->dest, .ops = cp->dops, .st = cp->dst,
     .fd = cp->dio ? cp->dio->fd : -1, .under = cp->under,
-    .compress = cp->compress, .gran = cp->gran,
+    .compress = cp->compress,
   };
 
   return name_dest (cp, mover_new (&p, &d, &cp->mv));

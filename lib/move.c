@@ -23,6 +23,7 @@
 #define ENGINE_DEPTH 64u             /* piece reads plus DEST writes */
 #define MAX_PIECES 64u               /* exact pieces of a window (under) */
 #define PLAN_BATCH 65536u            /* ranges planned ahead, at most */
+#define RAW_GRAN 4096u               /* a raw DEST's unit */
 #define DIO_ALIGN 4096u              /* what O_DIRECT is given, always */
 #define WB_KICK (32u << 20)          /* DEST bytes between write-back starts */
 
@@ -74,6 +75,7 @@ struct mover {
   struct move_dest d;
   uint64_t walk_end;                 /* planning stops there */
   size_t bufsize;
+  uint32_t gran;                     /* DEST's cluster size (raw: 4 KiB) */
   struct engine *eng;
   struct data_sink sink;
   struct slot *wslot;                /* the slot whose data DEST writes */
@@ -132,7 +134,7 @@ plan_add (struct mover *m, enum rkind kind, uint64_t off, uint64_t len,
 static void
 plan_compressed (struct mover *m, uint64_t off, uint64_t len)
 {
-  uint64_t g = m->d.gran;
+  uint64_t g = m->gran;
   uint64_t start = ROUND_DOWN (off, g);
   uint64_t end = MIN (ROUND_UP (off + len, g), m->p.size);
 
@@ -170,27 +172,6 @@ plan_extent (struct mover *m, const struct qc_extent *e)
     plan_add (m, R_READ, e->start, e->length, e->depth, 0);
 }
 
-/* Where layer 0 allocates nothing from off: *len bytes (0 = allocated,
- * skip *skip bytes). */
-static int
-top_hole (struct mover *m, uint64_t off, uint64_t *len, uint64_t *skip)
-{
-  struct layer *l = &m->p.src->layers[0];
-  struct layer_extent le;
-  uint64_t max = m->walk_end - off;
-  int r;
-
-  memset (&le, 0, sizeof le);
-  if ((r = l->ops->status (l->st, off, max, &le)) < 0)
-    return r;
-  if (le.len == 0 || le.len > max)
-    return set_image_error (l->path, EIO, "format driver answered %" PRIu64
-                            " bytes at %" PRIu64, le.len, off);
-  *len = le.type == EXT_UNALLOC ? le.len : 0;
-  *skip = le.len;
-  return 0;
-}
-
 /* Plan the next batch. A range split by the batch end continues in the
  * next one. */
 static int
@@ -203,15 +184,7 @@ plan_more (struct mover *m)
   m->next_pos = 0;
   /* An extent adds at most 64 windows' ranges, plus two partial ones. */
   while (m->plan_pos < m->walk_end && m->nplan + 128 <= PLAN_BATCH) {
-    uint64_t off = m->plan_pos, len = m->walk_end - off, skip = 0;
-    if (m->p.holes_of_top) {
-      if ((r = top_hole (m, off, &len, &skip)) < 0)
-        return r;
-      if (len == 0) {
-        m->plan_pos += skip;
-        continue;
-      }
-    }
+    uint64_t off = m->plan_pos, len = m->walk_end - off;
     /* A window of ranges at most per extent keeps the batch bounded. */
     len = MIN (len, (uint64_t) m->bufsize * 64);
     r = chain_block_status_above (m->p.src, m->p.from, m->p.stop, off, len,
@@ -298,7 +271,7 @@ static bool
 cfr_piece (const struct mover *m, const struct range *rg, uint64_t at,
            uint64_t n)
 {
-  uint64_t g = m->d.gran;
+  uint64_t g = m->gran;
 
   return m->cfr && rg->kind == R_DIRECT && at % g == 0
     && (n % g == 0 || at + n == m->p.size)
@@ -311,7 +284,7 @@ static int
 fill_window (struct mover *m, struct slot *s, uint64_t budget,
              uint64_t *issued)
 {
-  uint64_t g = m->d.gran;
+  uint64_t g = m->gran;
   uint64_t win = ROUND_DOWN (m->plan[m->next].off + m->next_pos,
                              (uint64_t) m->bufsize);
   uint64_t end;                      /* guest end of what is placed */
@@ -433,7 +406,7 @@ run_at (const struct mover *m, const struct slot *s, size_t pos, size_t end,
   while (pos < end) {
     uint64_t g = s->off + pos;
     size_t n = (size_t) MIN ((uint64_t) (end - pos),
-                             ROUND_UP (g + 1, (uint64_t) m->d.gran) - g);
+                             ROUND_UP (g + 1, (uint64_t) m->gran) - g);
     bool z = is_zero ((char *) s->buf + pos, n);
 
     if (pos == start)
@@ -726,6 +699,18 @@ mover_planned (const struct mover *m)
   return m->planned;
 }
 
+int
+mover_job_step (struct mover *m, struct qc_job *j, uint64_t budget,
+                uint64_t *moved)
+{
+  uint64_t before = *moved;
+  int r = mover_step (m, budget, moved);
+
+  j->cur += *moved - before;
+  j->end = MAX (j->end, m->planned);
+  return r;
+}
+
 /* ---- set-up ---- */
 
 /* The same file again, O_DIRECT: -1 when the file system refuses it. */
@@ -783,6 +768,18 @@ setup_direct (struct mover *m)
   return 0;
 }
 
+/* Zero detection and whole-cluster writes go by DEST's clusters; raw has
+ * none: 4 KiB, the usual file system block. */
+static uint32_t
+dest_gran (const struct move_dest *d)
+{
+  struct qc_info info = { .struct_size = sizeof info };
+
+  d->ops->describe (d->st, &info);
+  return d->ops == &raw_format || info.cluster_size == 0 ? RAW_GRAN
+    : info.cluster_size;
+}
+
 int
 mover_new (const struct move_params *p, const struct move_dest *d,
            struct mover **out)
@@ -798,10 +795,11 @@ mover_new (const struct move_params *p, const struct move_dest *d,
   m->ddfd = -1;
   m->direct = (p->flags & QC_JOB_DIRECT) != 0;
   m->walk_end = MIN (p->size, p->src->layers[p->from].info.virtual_size);
-  m->bufsize = MAX ((size_t) REQ_SIZE, (size_t) d->gran);
-  if (d->gran == 0 || d->gran > (2u << 20) || (d->gran & (d->gran - 1)))
+  m->gran = dest_gran (d);
+  m->bufsize = MAX ((size_t) REQ_SIZE, (size_t) m->gran);
+  if (m->gran == 0 || m->gran > (2u << 20) || (m->gran & (m->gran - 1)))
     r = set_image_error (d->name, EINVAL, "cluster size %" PRIu32 " cannot "
-                         "be copied into", d->gran);
+                         "be copied into", m->gran);
   else if ((m->plan = malloc (PLAN_BATCH * sizeof *m->plan)) == NULL
            || (m->fsize = calloc (p->src->n, sizeof *m->fsize)) == NULL)
     r = set_error (ENOMEM, "out of memory");

@@ -7,6 +7,7 @@
 
 #include "chain.h"
 #include "format.h"
+#include "job.h"
 
 /*
  * What moves: the ranges that layers from..stop-1 of src allocate, read
@@ -34,7 +35,6 @@ struct move_dest {
   /* Nobody sees DEST before the job ends (a new file under a temporary
    * name): guest data is written asynchronously, through a data sink. */
   bool fresh;
-  uint32_t gran;                 /* DEST's cluster size (raw: 4 KiB) */
   /* Data moves as the layers hold it, all-zero data included (commit):
    * with `under`, whole clusters go file to file by copy_file_range. */
   bool as_is;
@@ -45,8 +45,6 @@ struct move_params {
   unsigned from, stop;           /* layers whose allocations move */
   uint64_t size;                 /* guest bytes walked, from 0 */
   bool zeroes;                   /* zero ranges move too (as zero writes) */
-  /* Only where layer 0 itself allocates nothing (pull into layer 0). */
-  bool holes_of_top;
   unsigned flags;                /* QC_JOB_NO_URING, QC_JOB_DIRECT */
 };
 
@@ -61,6 +59,9 @@ int mover_step (struct mover *m, uint64_t budget, uint64_t *moved);
 /* Data bytes planned so far: the job's end (it grows only for images with
  * more ranges than a planning batch). */
 uint64_t mover_planned (const struct mover *m);
+/* A job's step on m: mover_step, with the job's progress (cur, end). */
+int mover_job_step (struct mover *m, struct qc_job *j, uint64_t budget,
+                    uint64_t *moved);
 /* Wait for (ok) or cancel what is in flight, and detach from DEST's state:
  * DEST can then be flushed or closed. */
 int mover_finish (struct mover *m, bool ok);

@@ -22,15 +22,19 @@
  * stay in write-back caches; the L1 table is written as a dirty range.
  */
 
-int
-qcow2_write (struct qcow2_state *s, const void *buf, size_t n, uint64_t off)
+/* Guest data to the sink when there is one, everything else to the file;
+ * either way the next barrier must sync it. */
+static int
+write_at (struct qcow2_state *s, const void *buf, size_t n, uint64_t off,
+          bool data)
 {
   uint64_t end;
   int r;
 
   if (ADD_OVERFLOW (off, (uint64_t) n, &end))
     return set_image_error (s->name, EFBIG, "write past the largest offset");
-  r = io_pwrite (s->io, buf, n, off);
+  r = data && s->sink ? s->sink->write (s->sink->opaque, buf, n, off)
+    : io_pwrite (s->io, buf, n, off);
   if (r < 0)
     return r;
   s->unsynced = true;
@@ -39,22 +43,16 @@ qcow2_write (struct qcow2_state *s, const void *buf, size_t n, uint64_t off)
 }
 
 int
+qcow2_write (struct qcow2_state *s, const void *buf, size_t n, uint64_t off)
+{
+  return write_at (s, buf, n, off, false);
+}
+
+int
 qcow2_write_data (struct qcow2_state *s, const void *buf, size_t n,
                   uint64_t off)
 {
-  uint64_t end;
-  int r;
-
-  if (s->sink == NULL)
-    return qcow2_write (s, buf, n, off);
-  if (ADD_OVERFLOW (off, (uint64_t) n, &end))
-    return set_image_error (s->name, EFBIG, "write past the largest offset");
-  r = s->sink->write (s->sink->opaque, buf, n, off);
-  if (r < 0)
-    return r;
-  s->unsynced = true;
-  qcow2_note_file_end (s, end);
-  return 0;
+  return write_at (s, buf, n, off, true);
 }
 
 void
