@@ -200,6 +200,53 @@ check_readable (struct qcow2_state *s)
   return 0;
 }
 
+/* Whether the mapping m continues extent e. */
+static bool
+continues (const struct layer_extent *e, const struct qcow2_map *m)
+{
+  if (m->type != e->type || m->has_offset != e->has_offset)
+    return false;
+  return !e->has_offset || m->host_off == e->host_off + e->len;
+}
+
+/* Grow e from the cluster-aligned *cur over the rest of its standard L2
+ * table, reading entries straight from the table: the answers qcow2_map_at
+ * gives cluster by cluster, without an L1 and cache lookup for each (a deep
+ * chain asks every layer about most of the disk). Returns true when e ends
+ * inside the table; false at the table's end, at `end`, or where the
+ * per-cluster path should look (it reports any error there). */
+static bool
+extend_in_table (struct qcow2_state *s, struct layer_extent *e,
+                 uint64_t *cur, uint64_t end)
+{
+  uint64_t l1_idx = *cur >> (s->h.cluster_bits + s->l2_bits);
+  uint64_t n = 1ull << s->l2_bits, idx, l2_off, entry;
+  const unsigned char *table;
+  struct qcow2_map m;
+
+  if (l1_idx >= s->h.l1_size
+      || qcow2_l1_decode (&s->g, l1_idx, s->l1[l1_idx], &l2_off) < 0
+      || l2_off == 0
+      || qcow2_l2_cache_get (&s->l2, s->io, l2_off, &table) < 0)
+    return false;
+  idx = (*cur >> s->h.cluster_bits) & (n - 1);
+  for (; idx < n && *cur < end; idx++) {
+    entry = get_be64 (table + idx * 8);
+    if (entry == 0) {
+      memset (&m, 0, sizeof m);
+      m.type = EXT_UNALLOC;
+    }
+    else if (qcow2_l2_classify (&s->g, *cur, entry, 0, 0, &m) < 0)
+      return false;
+    if (!continues (e, &m))
+      return true;
+    entry = MIN (s->cluster_size, end - *cur);
+    e->len += entry;
+    *cur += entry;
+  }
+  return false;
+}
+
 /* The extent at off, and the mapping of its first (sub)cluster. A reader
  * takes compressed clusters one at a time: with one_compressed the extent
  * ends after the first. */
@@ -223,13 +270,16 @@ walk (struct qcow2_state *s, uint64_t off, uint64_t len,
     return 0;
   while (cur < end)
     {
+      if (!s->g.extended_l2 && e->type != EXT_COMPRESSED
+          && extend_in_table (s, e, &cur, end))
+        break;
+      if (cur >= end)
+        break;
       /* A bad entry further on ends the extent here; the caller meets the
        * error when it asks about that offset. */
       if (qcow2_map_at (s, cur, &m, &unit) < 0)
         break;
-      if (m.type != e->type || m.has_offset != e->has_offset)
-        break;
-      if (e->has_offset && m.host_off != e->host_off + e->len)
+      if (!continues (e, &m))
         break;
       unit = MIN (unit, end - cur);
       e->len += unit;
