@@ -27,11 +27,10 @@ static const char commit_help[] =
   "  --force              commit into a B other images in its directory use\n"
   JOB_OPTS_HELP
   "  --no-uring           use pread/pwrite instead of io_uring\n"
-  "  --direct             O_DIRECT I/O: cold data stays out of the page cache\n"
   CHAIN_OPTS_HELP;
 
 enum { OPT_TOP = 0x200, OPT_BASE, OPT_SHALLOW, OPT_DELETE, OPT_KEEP,
-       OPT_FORCE, OPT_NO_URING, OPT_DIRECT };
+       OPT_FORCE, OPT_NO_URING };
 
 static int
 member_arg (const char *opt, const char *arg, const char **out)
@@ -57,7 +56,6 @@ parse_args (int argc, char **argv, struct chain_args *ca, struct job_args *ja,
     { "keep-active", no_argument, NULL, OPT_KEEP },
     { "force", no_argument, NULL, OPT_FORCE },
     { "no-uring", no_argument, NULL, OPT_NO_URING },
-    { "direct", no_argument, NULL, OPT_DIRECT },
     JOB_LONG_OPTS,
     CHAIN_LONG_OPTS,
     { NULL, 0, NULL, 0 }
@@ -86,7 +84,6 @@ parse_args (int argc, char **argv, struct chain_args *ca, struct job_args *ja,
     case OPT_KEEP: *flags |= QC_COMMIT_KEEP_ACTIVE; break;
     case OPT_FORCE: *flags |= QC_COMMIT_FORCE; break;
     case OPT_NO_URING: *flags |= QC_JOB_NO_URING; break;
-    case OPT_DIRECT: *flags |= QC_JOB_DIRECT; break;
     default:
       bad_option ("commit", argv);
       return -1;
@@ -120,7 +117,8 @@ cmd_commit (int argc, char **argv)
     return 1;
   }
   job_signals ();
-  job = qc_commit_start (argv[optind], base, top, ja.bandwidth, flags, o);
+  job = qc_commit_start (argv[optind], base, top, ja.bandwidth,
+                         flags | ja.flags, o);
   qc_open_opts_free (o);
   return run_job (job, &ja);
 }

@@ -31,11 +31,9 @@ static const char copy_help[] =
   "  --compress[=zlib|zstd]  write compressed clusters (default zlib)\n"
   JOB_OPTS_HELP
   "  --no-uring           use pread/pwrite instead of io_uring\n"
-  "  --direct             O_DIRECT I/O: cold data stays out of the page cache\n"
   CHAIN_OPTS_HELP;
 
-enum { OPT_SHALLOW = 0x200, OPT_RAW, OPT_REUSE, OPT_COMPRESS, OPT_NO_URING,
-       OPT_DIRECT };
+enum { OPT_SHALLOW = 0x200, OPT_RAW, OPT_REUSE, OPT_COMPRESS, OPT_NO_URING };
 
 static int
 parse_args (int argc, char **argv, struct chain_args *ca, unsigned *flags,
@@ -49,7 +47,6 @@ parse_args (int argc, char **argv, struct chain_args *ca, unsigned *flags,
     { "compress", optional_argument, NULL, OPT_COMPRESS },
     JOB_LONG_OPTS,
     { "no-uring", no_argument, NULL, OPT_NO_URING },
-    { "direct", no_argument, NULL, OPT_DIRECT },
     CHAIN_LONG_OPTS,
     { NULL, 0, NULL, 0 }
   };
@@ -68,7 +65,6 @@ parse_args (int argc, char **argv, struct chain_args *ca, unsigned *flags,
     case OPT_RAW: *flags |= QC_COPY_RAW; break;
     case OPT_REUSE: *flags |= QC_COPY_REUSE_EXT; break;
     case OPT_NO_URING: *flags |= QC_JOB_NO_URING; break;
-    case OPT_DIRECT: *flags |= QC_JOB_DIRECT; break;
     case 'o': *options = optarg; break;
     case 'O':
       if (check_format_arg ("copy", "-O", optarg) < 0)
@@ -127,7 +123,7 @@ cmd_copy (int argc, char **argv)
   }
   job_signals ();
   job = qc_copy_start (argv[optind], argv[optind + 1], options, ja.bandwidth,
-                       flags, o);
+                       flags | ja.flags, o);
   qc_open_opts_free (o);
   return run_job (job, &ja);
 }

@@ -8,7 +8,7 @@
 
 static const char pull_help[] =
   "Usage: qchain pull [--base B] [--bandwidth R] [-p | --progress=json]\n"
-  "                   [-f FMT] IMAGE\n"
+  "                   [--direct] [-f FMT] IMAGE\n"
   "Copy into IMAGE what the layers between it and B hold (where IMAGE holds\n"
   "nothing itself), then make B IMAGE's backing file; without --base, pull\n"
   "the whole chain and leave IMAGE with no backing file. IMAGE's guest view\n"
@@ -79,7 +79,7 @@ cmd_pull (int argc, char **argv)
     return 1;
   }
   job_signals ();
-  job = qc_pull_start (argv[optind], base, ja.bandwidth, 0, o);
+  job = qc_pull_start (argv[optind], base, ja.bandwidth, ja.flags, o);
   qc_open_opts_free (o);
   return run_job (job, &ja);
 }

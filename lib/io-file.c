@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,13 +14,28 @@
 #include "errors.h"
 #include "io.h"
 
+/* The O_DIRECT descriptor for an aligned request, else the buffered one. */
+static int
+pick_fd (const struct io *io, const void *p, size_t n, uint64_t off)
+{
+  if (io->dfd >= 0 && off % IO_DIO_ALIGN == 0 && n % IO_DIO_ALIGN == 0
+      && (uintptr_t) p % IO_DIO_ALIGN == 0)
+    return io->dfd;
+  return io->fd;
+}
+
 static int
 file_pread (struct io *io, void *buf, size_t n, uint64_t off)
 {
   char *p = buf;
 
   while (n > 0) {
-    ssize_t r = pread (io->fd, p, n, (off_t) off);
+    int fd = pick_fd (io, p, n, off);
+    ssize_t r = pread (fd, p, n, (off_t) off);
+    /* A device with a larger logical block than IO_DIO_ALIGN refuses
+     * the direct request: the buffered descriptor takes it. */
+    if (r < 0 && errno == EINVAL && fd != io->fd)
+      r = pread (io->fd, p, n, (off_t) off);
     if (r < 0) {
       if (errno == EINTR)
         continue;
@@ -42,7 +59,10 @@ file_pwrite (struct io *io, const void *buf, size_t n, uint64_t off)
   const char *p = buf;
 
   while (n > 0) {
-    ssize_t r = pwrite (io->fd, p, n, (off_t) off);
+    int fd = pick_fd (io, p, n, off);
+    ssize_t r = pwrite (fd, p, n, (off_t) off);
+    if (r < 0 && errno == EINVAL && fd != io->fd)
+      r = pwrite (io->fd, p, n, (off_t) off);
     if (r < 0) {
       if (errno == EINTR)
         continue;
@@ -163,6 +183,8 @@ file_allocated (struct io *io, uint64_t *bytes)
 static void
 file_close (struct io *io)
 {
+  if (io->dfd >= 0)
+    close (io->dfd);
   if (io->fd >= 0)
     close (io->fd);
 }
@@ -225,6 +247,7 @@ io_open_file (const char *path, unsigned flags, struct io **out)
   }
   io->ops = &file_ops;
   io->fd = fd;
+  io->dfd = -1;
   io->writable = (flags & (IO_WRITE | IO_CREATE)) != 0;
   *out = io;
   return 0;
@@ -238,6 +261,32 @@ io_close (struct io *io)
   io->ops->close (io);
   free (io->name);
   free (io);
+}
+
+int
+io_reopen_direct (int fd, int mode)
+{
+  char path[64];
+  struct stat a, b;
+  int dfd;
+
+  snprintf (path, sizeof path, "/proc/self/fd/%d", fd);
+  dfd = open (path, mode | O_DIRECT | O_CLOEXEC);
+  if (dfd < 0)
+    return -1;
+  if (fstat (fd, &a) < 0 || fstat (dfd, &b) < 0 || a.st_dev != b.st_dev
+      || a.st_ino != b.st_ino) {
+    close (dfd);
+    return -1;
+  }
+  return dfd;
+}
+
+void
+io_set_direct (struct io *io)
+{
+  if (io->fd >= 0 && io->dfd < 0)
+    io->dfd = io_reopen_direct (io->fd, io->writable ? O_RDWR : O_RDONLY);
 }
 
 int

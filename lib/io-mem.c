@@ -179,6 +179,7 @@ io_open_mem (const char *name, const void *data, size_t len, struct io **out)
   }
   m->io.ops = &mem_ops;
   m->io.fd = -1;
+  m->io.dfd = -1;
   m->io.writable = true;
   m->write_limit = UINT64_MAX;
   r = mem_reserve (m, len);

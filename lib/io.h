@@ -33,12 +33,24 @@ struct io {
   char *name;           /* for messages: the path as the user gave it */
   bool writable;
   int fd;               /* -1 when not a file */
+  int dfd;              /* the same file opened O_DIRECT, or -1 */
 };
+
+/* Offset, length and buffer alignment for requests that go O_DIRECT. */
+#define IO_DIO_ALIGN 4096u
 
 #define IO_WRITE  (1u << 0)   /* open read-write */
 #define IO_CREATE (1u << 1)   /* create (must not exist) */
 
 int io_open_file (const char *path, unsigned flags, struct io **out);
+/* The file behind fd opened again with O_DIRECT and mode (O_RDONLY,
+ * O_WRONLY, O_RDWR), through /proc/self/fd; -1 when the file system
+ * refuses O_DIRECT or the path no longer leads to the same file. */
+int io_reopen_direct (int fd, int mode);
+/* From now on, requests aligned to IO_DIO_ALIGN in offset, length and
+ * buffer bypass the page cache (cold data a job should not cache); the
+ * rest stay buffered. A file system without O_DIRECT leaves io as it was. */
+void io_set_direct (struct io *io);
 /* fsync the directory dir (a rename or unlink in it made durable). */
 int io_fsync_dir (const char *dir);
 /* An in-memory image holding a copy of data[0..len). */

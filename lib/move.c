@@ -16,6 +16,7 @@
 #include "rounding.h"
 #include "engine.h"
 #include "move.h"
+#include "writeback.h"
 
 #define REQ_SIZE (1u << 20)          /* window: the largest read */
 #define NBUFS 16u                    /* windows being read or written */
@@ -24,8 +25,6 @@
 #define MAX_PIECES 64u               /* exact pieces of a window (under) */
 #define PLAN_BATCH 65536u            /* ranges planned ahead, at most */
 #define RAW_GRAN 4096u               /* a raw DEST's unit */
-#define DIO_ALIGN 4096u              /* what O_DIRECT is given, always */
-#define WB_KICK (32u << 20)          /* DEST bytes between write-back starts */
 
 enum rkind {
   R_DIRECT,                          /* from a layer file's host offset */
@@ -83,6 +82,7 @@ struct mover {
   bool cfr;                          /* copy_file_range for whole clusters */
   uint64_t unkicked;                 /* DEST bytes written since a kick, */
   uint64_t kick_lo, kick_hi;         /* within these host offsets */
+  uint64_t kicked;                   /* bytes write-back was started on */
   bool direct;
   int *dfd;                          /* O_DIRECT fds per layer, -1 = none */
   int ddfd;                          /* DEST's O_DIRECT fd */
@@ -220,8 +220,8 @@ direct_fd (struct mover *m, unsigned layer, uint64_t host, uint64_t len,
 {
   int fd = m->p.src->layers[layer].io->fd;
 
-  if (m->direct && m->dfd[layer] >= 0 && host % DIO_ALIGN == 0
-      && len % DIO_ALIGN == 0 && (uintptr_t) p % DIO_ALIGN == 0)
+  if (m->direct && m->dfd[layer] >= 0 && host % IO_DIO_ALIGN == 0
+      && len % IO_DIO_ALIGN == 0 && (uintptr_t) p % IO_DIO_ALIGN == 0)
     fd = m->dfd[layer];
   return fd;
 }
@@ -501,8 +501,8 @@ sink_engine (struct mover *m, struct slot *s, const void *buf, size_t n,
   while (engine_slots (m->eng) == 0)
     if ((r = engine_wait (m->eng, 1)) < 0)
       return set_error (-r, "I/O engine: %s", strerror (-r));
-  if (m->ddfd >= 0 && off % DIO_ALIGN == 0 && n % DIO_ALIGN == 0
-      && (uintptr_t) buf % DIO_ALIGN == 0)
+  if (m->ddfd >= 0 && off % IO_DIO_ALIGN == 0 && n % IO_DIO_ALIGN == 0
+      && (uintptr_t) buf % IO_DIO_ALIGN == 0)
     fd = m->ddfd;
   r = engine_write (m->eng, fd, buf, n, off, write_done, s);
   if (r < 0)
@@ -643,12 +643,13 @@ retire (struct mover *m, uint64_t *moved, bool *progress)
   }
   /* The final fsync would write everything at once, after the copy: start
    * write-back as the data comes, so the disk works while we copy. */
-  if (m->unkicked >= WB_KICK && m->d.fd >= 0) {
+  if (writeback_due (m->unkicked, m->kicked) && m->d.fd >= 0) {
     /* Only what was written since: the whole file would be walked each
      * time otherwise. */
     sync_file_range (m->d.fd, (off64_t) m->kick_lo,
                      (off64_t) (m->kick_hi - m->kick_lo),
                      SYNC_FILE_RANGE_WRITE);
+    m->kicked += m->unkicked;
     m->unkicked = 0;
   }
   while (m->used && m->slots[m->head].state == S_DONE) {
@@ -713,26 +714,6 @@ mover_job_step (struct mover *m, struct qc_job *j, uint64_t budget,
 
 /* ---- set-up ---- */
 
-/* The same file again, O_DIRECT: -1 when the file system refuses it. */
-static int
-reopen_direct (int fd, int mode)
-{
-  char path[64];
-  struct stat a, b;
-  int dfd;
-
-  snprintf (path, sizeof path, "/proc/self/fd/%d", fd);
-  dfd = open (path, mode | O_DIRECT | O_CLOEXEC);
-  if (dfd < 0)
-    return -1;
-  if (fstat (fd, &a) < 0 || fstat (dfd, &b) < 0 || a.st_dev != b.st_dev
-      || a.st_ino != b.st_ino) {
-    close (dfd);
-    return -1;
-  }
-  return dfd;
-}
-
 static int
 layer_sizes (struct mover *m)
 {
@@ -761,10 +742,10 @@ setup_direct (struct mover *m)
   for (i = 0; i < m->p.src->n; i++) {
     int fd = m->p.src->layers[i].io->fd;
     m->dfd[i] = i >= m->p.from && i < m->p.stop && fd >= 0
-      ? reopen_direct (fd, O_RDONLY) : -1;
+      ? io_reopen_direct (fd, O_RDONLY) : -1;
   }
   if (m->d.fd >= 0)
-    m->ddfd = reopen_direct (m->d.fd, O_WRONLY);
+    m->ddfd = io_reopen_direct (m->d.fd, O_WRONLY);
   return 0;
 }
 

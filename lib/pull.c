@@ -35,7 +35,8 @@ struct qc_job *
 qc_pull_start (const char *image, const char *base, uint64_t bandwidth,
                unsigned flags, const struct qc_open_opts *opts)
 {
-  struct retarget_params p = { .type = QC_JOB_PULL, .mode = RT_PULL };
+  struct retarget_params p = { .type = QC_JOB_PULL, .mode = RT_PULL,
+                               .direct = (flags & QC_JOB_DIRECT) != 0 };
   struct qc_job *j = NULL;
   int r;
 
@@ -44,8 +45,6 @@ qc_pull_start (const char *image, const char *base, uint64_t bandwidth,
     r = set_error (EINVAL, "pull needs an image");
   else if (flags & ~(QC_JOB_NO_URING | QC_JOB_DIRECT))
     r = set_error (EINVAL, "unknown pull flags 0x%x", flags);
-  else if (flags & QC_JOB_DIRECT)
-    r = set_error (ENOTSUP, "O_DIRECT pulls are not implemented yet");
   else if ((r = retarget_open_image (image, opts, false, &p.c)) == 0) {
     p.keep = p.c->n;
     if (base != NULL && *base != '\0')

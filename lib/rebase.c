@@ -231,7 +231,8 @@ qc_rebase_start (const char *image, const char *new_base,
 {
   struct rebase_args a = { image, new_base ? new_base : "", new_base_format,
                            flags, opts };
-  struct retarget_params p = { .type = QC_JOB_REBASE };
+  struct retarget_params p = { .type = QC_JOB_REBASE,
+                               .direct = (flags & QC_JOB_DIRECT) != 0 };
   struct qc_job *j = NULL;
   int r;
 
@@ -240,8 +241,6 @@ qc_rebase_start (const char *image, const char *new_base,
     r = set_error (EINVAL, "rebase needs an image");
   else if (flags & ~(QC_REBASE_UNSAFE | QC_JOB_NO_URING | QC_JOB_DIRECT))
     r = set_error (EINVAL, "unknown rebase flags 0x%x", flags);
-  else if (flags & QC_JOB_DIRECT)
-    r = set_error (ENOTSUP, "O_DIRECT rebases are not implemented yet");
   else if ((r = rebase_prepare (&a, &p)) == 0)
     r = retarget_start (&p, bandwidth, &j);
   if (r < 0) {

@@ -13,6 +13,7 @@
 #include "rounding.h"
 #include "internal.h"
 #include "retarget.h"
+#include "writeback.h"
 
 /*
  * Safety rests on one rule: IMAGE only ever receives bytes of its current
@@ -22,7 +23,6 @@
  */
 
 #define CHUNK (1u << 20)             /* compared and written at once */
-#define WB_KICK (32u << 20)          /* write-back is started this often */
 #define ZERO_CHUNK (64ull << 20)     /* one zero request: keeps steps short */
 /* What is written is made durable this often, so that a rerun after a
  * crash resumes near where it stopped; more often when throttled, as a
@@ -43,6 +43,7 @@ struct rtjob {
   uint64_t synced_ns;                /* last checkpoint */
   uint64_t kicked_to;                /* file offset write-back started to */
   uint64_t unkicked;                 /* written since write-back started */
+  uint64_t kicked;                   /* written before that */
 };
 
 /* ---- moving data into IMAGE ---- */
@@ -76,12 +77,14 @@ kick_writeback (struct rtjob *x)
   /* Only the part of the file that grew since (new clusters are
    * appended): a whole-file request walks all of it every time, which
    * measured slower than no request at all. */
-  if (x->unkicked >= WB_KICK && fd >= 0 && fstat (fd, &st) == 0) {
+  if (writeback_due (x->unkicked, x->kicked) && fd >= 0
+      && fstat (fd, &st) == 0) {
     uint64_t end = (uint64_t) st.st_size;
     if (end > x->kicked_to)
       sync_file_range (fd, (off64_t) x->kicked_to,
                        (off64_t) (end - x->kicked_to), SYNC_FILE_RANGE_WRITE);
     x->kicked_to = end;
+    x->kicked += x->unkicked;
     x->unkicked = 0;
   }
 }
@@ -308,6 +311,15 @@ static const struct job_ops retarget_ops = {
 
 /* ---- starting ---- */
 
+static void
+set_direct (struct chain *c)
+{
+  unsigned i;
+
+  for (i = 0; c != NULL && i < c->n; i++)
+    io_set_direct (c->layers[i].io);
+}
+
 static int
 rt_setup (struct rtjob *x)
 {
@@ -319,10 +331,14 @@ rt_setup (struct rtjob *x)
   if ((l->info.flags & QC_INFO_EXTENDED_L2) && rt->gran >= 32 * 512)
     rt->gran /= 32;
   x->bufsize = MAX ((size_t) CHUNK, (size_t) rt->gran);
-  x->obuf = malloc (x->bufsize);
-  x->nbuf = malloc (x->bufsize);
-  if (x->obuf == NULL || x->nbuf == NULL)
+  /* Aligned, so that whole chunks can go O_DIRECT. */
+  if (posix_memalign ((void **) &x->obuf, IO_DIO_ALIGN, x->bufsize) != 0
+      || posix_memalign ((void **) &x->nbuf, IO_DIO_ALIGN, x->bufsize) != 0)
     return set_error (ENOMEM, "out of memory");
+  if (rt->direct) {
+    set_direct (rt->c);
+    set_direct (rt->nc);
+  }
   /* Copy-on-write in IMAGE reads the view IMAGE has now. Installed even
    * over no backing file: zero requests must then leave zeroes that hide
    * the backing file IMAGE is about to get, not just unallocated ranges. */
@@ -351,7 +367,8 @@ retarget_start (struct retarget_params *p, uint64_t bandwidth,
   else {
     x->rt = (struct retarget) { .mode = p->mode, .c = p->c, .nc = p->nc,
                                 .keep = p->keep, .name = p->name,
-                                .format = p->format };
+                                .format = p->format,
+                                .direct = p->direct };
     if ((r = rt_setup (x)) < 0)
       rt_free (x);
   }

@@ -24,6 +24,7 @@ struct retarget_params {
   struct chain *nc;    /* RT_REBASE_OTHER: the new backing's chain or NULL */
   char *name;          /* what IMAGE names at the end; NULL: nothing */
   char *format;        /* the new backing's format; NULL with name NULL */
+  bool direct;         /* QC_JOB_DIRECT: aligned I/O bypasses the page cache */
 };
 
 /* Start the job. It takes c, nc, name and format (freed on any error, and
@@ -68,6 +69,7 @@ struct retarget {
   char *name, *format;
   uint64_t size;       /* IMAGE's virtual size */
   uint32_t gran;       /* IMAGE's allocation unit */
+  bool direct;
   struct prange *plan;
   size_t nplan, cap;
 };

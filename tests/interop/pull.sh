@@ -34,6 +34,8 @@ if bad:
 EOF
 }
 
+JOBX=()          # extra job options for pull_case
+
 # pull_case WHAT K BASEARG NAME FMT: qchain pull --base BASEARG (none when
 # empty) on a copy in w/ keeps the view, moves the data above layer K into
 # the image, and leaves it naming NAME (format FMT); qemu-img rebase -b
@@ -45,7 +47,7 @@ pull_case () {
   [ -n "$barg" ] && ba=(--base "$barg")
   [ -n "$nb" ] && fa=(-F "$fmt")
   "$QEMU_IMG" map --output=json "w/$TOP" >"$T/before.json"
-  job_ok "$what" pull "${ba[@]}" "w/$TOP" || return 0
+  job_ok "$what" pull "${JOBX[@]}" "${ba[@]}" "w/$TOP" || return 0
   same_view "w/$TOP" "$f.view.raw" "$what"
   clean_check "w/$TOP" "$what"
   backing_is "w/$TOP" "$nb" "$fmt" "$what"
@@ -75,6 +77,19 @@ for f in $FORMS; do
     backing_is "w/$TOP" "$(below_top)" qcow2 "$f: --base @1"
   fi
 done
+
+say "--direct"
+JOBX=(--direct)
+TOP=top.qcow2 LAYERS="base.qcow2 s1.qcow2 s2.qcow2 top.qcow2" BASEFMT=qcow2
+for f in v3-64k v2-4k c512 xl2 comp short; do
+  set -- $LAYERS
+  pull_case "$f: --direct, whole chain" 99 "" "" ""
+  pull_case "$f: --direct, --base $(bottom)" $(($# - 1)) "$(bottom)" "$(bottom)" "$BASEFMT"
+done
+JOBX=()
+fresh v3-64k w
+direct_io_used "pull --direct" pull --direct w/top.qcow2
+same_view w/top.qcow2 v3-64k.view.raw "pull --direct (traced)"
 
 say "backing names from another directory"
 # mk_d DIR: base <- s1 (naming base.qcow2) <- s2 (naming s1 by its

@@ -9,6 +9,8 @@ set -euo pipefail
 setup io
 . "${srcdir:-$(dirname "$0")/..}/interop/retarget-common.sh"
 
+JOBX=()          # extra job options for rebase_case
+
 # An unrelated image to rebase onto, and a raw one.
 qimg create -f qcow2 other.qcow2 $((4 * M))
 scatter other.qcow2 90 14 $((4 * M)) wwazd 65536
@@ -23,7 +25,7 @@ rebase_case () {
   fresh "$f" w
   fresh "$f" q
   [ -n "$nb" ] && fa=(-F "$fmt")
-  job_ok "$what" rebase -b "$nb" "w/$TOP" || return 0
+  job_ok "$what" rebase "${JOBX[@]}" -b "$nb" "w/$TOP" || return 0
   same_view "w/$TOP" "$f.view.raw" "$what"
   clean_check "w/$TOP" "$what"
   backing_is "w/$TOP" "$nb" "$fmt" "$what"
@@ -85,6 +87,17 @@ done
 f=v3-64k
 build_form $f
 rebase_case "onto a raw image (format detected)" ../other.raw raw
+
+say "--direct"
+JOBX=(--direct)
+for f in v3-64k v2-4k c512 xl2 comp; do
+  rebase_case "$f: --direct onto $(bottom)" "$(bottom)" "$BASEFMT"
+  rebase_case "$f: --direct onto an unrelated image" ../other.qcow2 qcow2
+done
+JOBX=()
+fresh v3-64k w
+direct_io_used "rebase --direct" rebase --direct -b base.qcow2 w/top.qcow2
+same_view w/top.qcow2 v3-64k.view.raw "rebase --direct (traced)"
 
 say "an image with no backing file, onto an image"
 qimg create -f qcow2 -o cluster_size=4096 lone.qcow2 $((4 * M))

@@ -178,3 +178,27 @@ sigint_abort () {
   same_view "$dir/$TOP" "$T/abort-view.raw" "$what: rerun after SIGINT"
   clean_check "$dir/$TOP" "$what: rerun after SIGINT"
 }
+
+# direct_io_used WHAT ARGS...: qchain ARGS under strace; some read or
+# write must go through a descriptor opened O_DIRECT. Skipped (with a
+# note) without strace or where the file system refuses O_DIRECT.
+direct_io_used () {
+  local what=$1; shift
+  if ! command -v strace >/dev/null; then
+    echo "NOTE: no strace: $what: O_DIRECT use not traced"; return 0
+  fi
+  if ! dd if=/dev/zero of="$T/dio.probe" bs=4096 count=1 oflag=direct 2>/dev/null; then
+    echo "NOTE: no O_DIRECT on this file system: $what not traced"; return 0
+  fi
+  CHECKS=$((CHECKS + 1))
+  if ! strace -f -qq -o "$T/direct.trace" -e trace=openat,close,pread64,pwrite64 \
+       "$QCHAIN" "$@" >/dev/null 2>"$T/direct.err"; then
+    fail "$what: qchain $* failed under strace"; cat "$T/direct.err"; return 1
+  fi
+  awk '{ split($2, a, /[(,)]/) }
+       a[1] == "openat" && /O_DIRECT/ && $NF ~ /^[0-9]+$/ { fd[$NF] = 1 }
+       a[1] == "close" { delete fd[a[2]] }
+       (a[1] == "pread64" || a[1] == "pwrite64") && (a[2] in fd) { n++ }
+       END { exit n > 0 ? 0 : 1 }' "$T/direct.trace" ||
+    fail "$what: no read or write went O_DIRECT"
+}
