@@ -787,8 +787,12 @@ mover_new (const struct move_params *p, const struct move_dest *d,
   else if ((r = layer_sizes (m)) == 0 && m->direct)
     r = setup_direct (m);
   if (r == 0) {
+    /* No registered buffers: registering pins and faults in the whole
+     * pool (16 MiB) before the first request, a third of a small job's
+     * CPU (64-layer keep-active commit), and 2 GiB copies measured the
+     * same without. */
     eflags = ((p->flags & QC_JOB_NO_URING) ? ENGINE_NO_URING : 0)
-      | (m->direct ? ENGINE_DIRECT : 0);
+      | (m->direct ? ENGINE_DIRECT : 0) | ENGINE_NO_FIXED;
     r = engine_new (ENGINE_DEPTH, m->bufsize, NBUFS, eflags, &m->eng);
     if (r < 0 && !have_error ())
       r = set_error (-r, "I/O engine: %s", strerror (-r));
