@@ -2,6 +2,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,6 +325,13 @@ chain_open (const char *path, const struct chain_policy *p,
     r = chain_prepare_backing (c, !p->no_backing);
     if (r <= 0)
       break;
+    if (p->stop_at_missing
+        && access (c->layers[c->n - 1].backing_path, F_OK) < 0
+        && errno == ENOENT) {
+      c->cut = true;
+      r = 0;
+      break;
+    }
     r = chain_open_backing (c, &cap, p, max_depth);
   }
   if (r < 0) {

@@ -25,6 +25,8 @@ struct chain_policy {
   bool lock;                 /* QEMU-compatible locks: top IO_LOCK_WRITE
                                 when writable, else IO_LOCK_READ; backing
                                 layers IO_LOCK_READ */
+  bool stop_at_missing;      /* a backing file that does not exist ends the
+                                chain (chain.cut) instead of failing it */
   unsigned max_depth;        /* layers at most, top included; 0 = default */
   char **allowed_dirs;       /* NULL or real paths of directories */
   size_t n_allowed_dirs;
@@ -46,6 +48,8 @@ struct chain {
   struct layer *layers;      /* [0] is the top (active) image */
   unsigned n;
   bool locked;               /* opened with policy.lock */
+  bool cut;                  /* stop_at_missing ended it: the last layer's
+                                backing file does not exist */
 };
 
 /* ---- resolve.c: backing names and the chain policy ---- */

@@ -153,14 +153,16 @@ fsync_dir_of (const char *path)
 }
 
 /* --delete: the files the commit made invalid, [first, stop) of chain c,
- * after the switch is durable; each directory fsynced after. */
+ * after the switch is durable; each directory fsynced after. Bottom up:
+ * stopped halfway, T and the layers just below it remain, still naming
+ * each other, and a rerun recognises them (try_resume). */
 static int
 delete_layers (struct chain *c, unsigned first, unsigned stop)
 {
   unsigned i;
   int r = 0;
 
-  for (i = first; i < stop && r == 0; i++)
+  for (i = stop; i-- > first && r == 0;)
     if (unlink (c->layers[i].path) < 0 && errno != ENOENT)
       r = set_image_error (c->layers[i].path, errno, "unlink: %m");
   for (i = first; i < stop && r == 0; i++)
@@ -272,10 +274,12 @@ static const struct job_ops commit_ops = {
 
 /* ---- set-up ---- */
 
-/* An earlier run is taken as done only if B reads as T where the layers
- * from T down to above B hold anything: 0 yes, 1 no, or an error. A T that
- * merely shares a backing file with ACTIVE's chain (another overlay of a
- * member) is not taken for a committed one (and never deleted). */
+/* An earlier run is taken as done only if B (as ACTIVE's chain reads it)
+ * reads as T where the layers from T down to above B hold anything, or,
+ * when --delete stopped halfway removed the lower of them, where those
+ * still there hold anything: 0 yes, 1 no, or an error. A T that merely
+ * shares a backing file with ACTIVE's chain (another overlay of a member)
+ * is not taken for a committed one (and never deleted). */
 static int
 resume_holds (struct commit *cm)
 {
@@ -304,7 +308,7 @@ resume_holds (struct commit *cm)
     }
     n = (size_t) MIN (e.length, (uint64_t) RESUME_BUF);
     if ((r = chain_read (tc, 0, a, n, off)) < 0
-        || (r = chain_read (tc, cm->tc_base, b, n, off)) < 0)
+        || (r = chain_read (cm->c, cm->base, b, n, off)) < 0)
       break;
     if (memcmp (a, b, n) != 0)
       r = 1;
@@ -329,6 +333,7 @@ try_resume (struct commit *cm, const char *top, const char *base,
   if (access (top, F_OK) < 0)
     return -ENOENT;
   p.format = NULL;
+  p.stop_at_missing = true;
   if ((r = chain_open (top, &p, &cm->tc)) < 0)
     return r;
   b = base ? chain_find (cm->c, base) : (int) cm->c->n - 1;
@@ -345,7 +350,10 @@ try_resume (struct commit *cm, const char *top, const char *base,
         && l->ino == cm->c->layers[b].ino)
       break;
   }
-  if (b < 0 || k == cm->tc->n)
+  /* Not reaching B is only a stopped --delete's doing when the chain
+   * ends at a missing file (deleted bottom up, so all of them are to go). */
+  if (b < 0 || (k == cm->tc->n
+                && !(cm->tc->cut && (cm->flags & QC_COMMIT_DELETE))))
     return -ENOENT;
   /* Everything to delete must be out of ACTIVE's chain. */
   for (i = 0; i < k; i++) {
@@ -356,9 +364,9 @@ try_resume (struct commit *cm, const char *top, const char *base,
         return -ENOENT;
   }
   cm->tc_base = k;
+  cm->base = (unsigned) b;
   if ((r = resume_holds (cm)) != 0)
     return r < 0 ? r : -ENOENT;
-  cm->base = (unsigned) b;
   cm->resumed = true;
   clear_error ();
   return 0;

@@ -434,6 +434,38 @@ for x in base.qcow2:"" snap1.qcow2:"--top snap2.qcow2 --shallow" active.qcow2:"-
   refused "$img corrupt-marked: commit $opts" 1 "$img" $opts active.qcow2
 done
 
+say "--delete stopped halfway: the rerun finishes it"
+# --delete unlinks bottom up: stopped after snap1, snap2 is left naming a
+# file that is gone. The same command again must recognise the earlier
+# run by what snap2 still holds, and delete it.
+fresh v3
+qimg convert -O raw active.qcow2 "$T/halfway.raw"
+check_outcome 0 "" 0 "halfway: the commit" commit --top snap2.qcow2 --base base.qcow2 active.qcow2
+rm snap1.qcow2
+check_outcome 0 "" 0 "halfway: the rerun" commit --top snap2.qcow2 --base base.qcow2 --delete active.qcow2
+CHECKS=$((CHECKS + 1))
+grep -q "already committed" "$OUT" || fail "halfway: the rerun did not say it found the earlier run"
+CHECKS=$((CHECKS + 1))
+[ ! -e snap2.qcow2 ] || fail "halfway: snap2.qcow2 was not deleted"
+CHECKS=$((CHECKS + 1))
+"$QEMU_IMG" compare -q active.qcow2 "$T/halfway.raw" || fail "halfway: the view of active changed"
+CHECKS=$((CHECKS + 1))
+"$QEMU_IMG" check -q base.qcow2 >/dev/null || fail "halfway: base.qcow2 not clean"
+# ... but not when snap2 holds something base does not: then snap2 was
+# not (only) committed into base, and stays.
+fresh v3
+check_outcome 0 "" 0 "halfway, changed: the commit" commit --top snap2.qcow2 --base base.qcow2 active.qcow2
+qio_cmds snap2.qcow2 "write -P 0x99 64k 4k"
+rm snap1.qcow2
+check_outcome E "snap2.qcow2" 1 "halfway, snap2 changed since" commit --top snap2.qcow2 --base base.qcow2 --delete active.qcow2
+CHECKS=$((CHECKS + 1))
+[ -e snap2.qcow2 ] || fail "halfway, snap2 changed since: snap2.qcow2 was deleted"
+# ... nor without --delete (nothing but --delete removes layers).
+fresh v3
+check_outcome 0 "" 0 "halfway, no --delete: the commit" commit --top snap2.qcow2 --base base.qcow2 active.qcow2
+rm snap1.qcow2
+check_outcome E "snap2.qcow2" 1 "halfway, rerun without --delete" commit --top snap2.qcow2 --base base.qcow2 active.qcow2
+
 say "refusals: raw ACTIVE"
 fresh v3
 qimg create -f raw r.raw 1M
