@@ -346,6 +346,36 @@ test_missing_backing (void **state)
   open_fails ("d/dot.qcow2", &p, EINVAL, "not a regular file or block device");
 }
 
+/* stop_at_missing: a missing backing file ends the chain (cut) instead of
+ * failing it; other bad backing files still fail. */
+static void
+test_stop_at_missing (void **state)
+{
+  struct chain_policy p;
+  struct chain *c;
+
+  sh ("mkdir d && qemu-img create -q -f qcow2 d/b.qcow2 1M"
+      " && qemu-img create -q -f qcow2 -u -b gone.qcow2 -F qcow2 d/m.qcow2 1M"
+      " && qemu-img create -q -f qcow2 -u -b m.qcow2 -F qcow2 d/t.qcow2 1M"
+      " && qemu-img create -q -f qcow2 -b b.qcow2 -F qcow2 d/whole.qcow2 1M"
+      " && mkfifo d/fifo && qemu-img create -q -f qcow2 -u -b fifo -F raw"
+      " d/f.qcow2 1M");
+  policy_init (&p);
+  p.stop_at_missing = true;
+  c = open_ok ("d/t.qcow2", &p);
+  assert_int_equal (c->n, 2);
+  assert_true (c->cut);
+  assert_string_equal (c->layers[1].backing_path, "d/gone.qcow2");
+  chain_close (c);
+  c = open_ok ("d/whole.qcow2", &p);
+  assert_int_equal (c->n, 2);
+  assert_false (c->cut);
+  chain_close (c);
+  open_fails ("d/f.qcow2", &p, EINVAL, "not a regular file or block device");
+  p.stop_at_missing = false;
+  open_fails ("d/t.qcow2", &p, ENOENT, "does not exist");
+}
+
 static void
 test_bad_names (void **state)
 {
@@ -765,6 +795,7 @@ main (void)
     T (test_depth_limit),
     T (test_confinement),
     T (test_missing_backing),
+    T (test_stop_at_missing),
     T (test_bad_names),
     T (test_find),
     T (test_status_example),
