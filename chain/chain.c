@@ -2,11 +2,11 @@
 #include <config.h>
 
 #include <errno.h>
-#include <unistd.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "checked-overflow.h"
 #include "errors.h"

@@ -152,21 +152,33 @@ fsync_dir_of (const char *path)
   return r;
 }
 
-/* --delete: the files the commit made invalid, [first, stop) of chain c,
- * after the switch is durable; each directory fsynced after. Bottom up:
- * stopped halfway, T and the layers just below it remain, still naming
- * each other, and a rerun recognises them (try_resume). */
 static int
-delete_layers (struct chain *c, unsigned first, unsigned stop)
+delete_one (struct layer *l)
+{
+  if (unlink (l->path) < 0 && errno != ENOENT)
+    return set_image_error (l->path, errno, "unlink: %m");
+  return fsync_dir_of (l->path);
+}
+
+/* --delete: the files the commit made invalid, [first, stop) of chain c
+ * (B at stop), after the switch is durable, each unlink durable before
+ * the next. Top down when T is ACTIVE itself (top_down): the path the user
+ * opens goes first, whole, and what remains stays openable. Otherwise
+ * bottom up: stopped halfway, T and the layers just below it remain (the
+ * lowest naming a file already deleted), and a rerun recognises them by T. */
+static int
+delete_layers (struct chain *c, unsigned first, unsigned stop, bool top_down)
 {
   unsigned i;
   int r = 0;
 
+  if (top_down) {
+    for (i = first; i < stop && r == 0; i++)
+      r = delete_one (&c->layers[i]);
+    return r;
+  }
   for (i = stop; i-- > first && r == 0;)
-    if (unlink (c->layers[i].path) < 0 && errno != ENOENT)
-      r = set_image_error (c->layers[i].path, errno, "unlink: %m");
-  for (i = first; i < stop && r == 0; i++)
-    r = fsync_dir_of (c->layers[i].path);
+    r = delete_one (&c->layers[i]);
   return r;
 }
 
@@ -176,7 +188,7 @@ finish_resumed (struct qc_job *j, struct commit *cm)
   int r = 0;
 
   if (cm->flags & QC_COMMIT_DELETE)
-    r = delete_layers (cm->tc, 0, cm->tc_base);
+    r = delete_layers (cm->tc, 0, cm->tc_base, false);
   if (r == 0)
     job_set_result (j, "%s: already committed into %s by an earlier run%s; "
                     "%s is the image to use", cm->tc->layers[0].path,
@@ -234,7 +246,8 @@ commit_finish (struct qc_job *j, bool ok)
       r = a->ops->flush (a->st);
   }
   if (r == 0 && (cm->flags & QC_COMMIT_DELETE))
-    r = delete_layers (cm->c, cm->top == 0 && keep ? 1 : cm->top, cm->base);
+    r = delete_layers (cm->c, cm->top == 0 && keep ? 1 : cm->top, cm->base,
+                       cm->top == 0 && !keep);
   if (r < 0)
     return r;
   if (cm->top == 0 && !keep)
@@ -281,7 +294,7 @@ static const struct job_ops commit_ops = {
  * shares a backing file with ACTIVE's chain (another overlay of a member)
  * is not taken for a committed one (and never deleted). */
 static int
-resume_holds (struct commit *cm)
+resume_holds (struct commit *cm, uint64_t *seen)
 {
   struct chain *tc = cm->tc;
   uint64_t size = tc->layers[0].info.virtual_size, off = 0;
@@ -312,6 +325,7 @@ resume_holds (struct commit *cm)
       break;
     if (memcmp (a, b, n) != 0)
       r = 1;
+    *seen += n;
     off += n;
   }
   free (a);
@@ -327,6 +341,7 @@ try_resume (struct commit *cm, const char *top, const char *base,
             const struct chain_policy *pol)
 {
   struct chain_policy p = *pol;
+  uint64_t seen = 0;
   unsigned k, i;
   int r, b;
 
@@ -365,8 +380,12 @@ try_resume (struct commit *cm, const char *top, const char *base,
   }
   cm->tc_base = k;
   cm->base = (unsigned) b;
-  if ((r = resume_holds (cm)) != 0)
+  if ((r = resume_holds (cm, &seen)) != 0)
     return r < 0 ? r : -ENOENT;
+  /* A cut chain proves nothing by itself: what remains of it must hold
+   * something, and B the same. */
+  if (k == cm->tc->n && seen == 0)
+    return -ENOENT;
   cm->resumed = true;
   clear_error ();
   return 0;

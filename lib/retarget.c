@@ -325,6 +325,7 @@ rt_setup (struct rtjob *x)
 {
   struct retarget *rt = &x->rt;
   struct layer *l = &rt->c->layers[0];
+  void *ob, *nb;
 
   rt->size = l->info.virtual_size;
   rt->gran = l->info.cluster_size ? l->info.cluster_size : 4096;
@@ -332,8 +333,13 @@ rt_setup (struct rtjob *x)
     rt->gran /= 32;
   x->bufsize = MAX ((size_t) CHUNK, (size_t) rt->gran);
   /* Aligned, so that whole chunks can go O_DIRECT. */
-  if (posix_memalign ((void **) &x->obuf, IO_DIO_ALIGN, x->bufsize) != 0
-      || posix_memalign ((void **) &x->nbuf, IO_DIO_ALIGN, x->bufsize) != 0)
+  if (posix_memalign (&ob, IO_DIO_ALIGN, x->bufsize) != 0)
+    ob = NULL;
+  if (posix_memalign (&nb, IO_DIO_ALIGN, x->bufsize) != 0)
+    nb = NULL;
+  x->obuf = ob;
+  x->nbuf = nb;
+  if (ob == NULL || nb == NULL)
     return set_error (ENOMEM, "out of memory");
   if (rt->direct) {
     set_direct (rt->c);

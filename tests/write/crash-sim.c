@@ -584,6 +584,7 @@ replay (uint64_t limit, bool record)
     jw.io.name = io->name;
     jw.io.writable = true;
     jw.io.fd = -1;
+    jw.io.dfd = -1;
     jw.inner = io;
   }
   r = qcow2_format.open (record ? &jw.io : io, FMT_OPEN_WRITE, &st);
