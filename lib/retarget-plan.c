@@ -154,12 +154,30 @@ vwalk_source (const struct vwalk *w, uint64_t off, struct prange *p)
 
 struct planner {
   struct retarget *rt;
+  struct lcur *cur, *ncur;  /* layer cursors of c and nc */
   struct vwalk old;    /* IMAGE's backing view (down to `keep` only,
                           when that layer stays) */
   struct vwalk below;  /* the view of layer `keep` */
   struct vwalk new;    /* RT_REBASE_OTHER: the new backing's view */
   uint64_t u0, u1;     /* a run IMAGE leaves to its backing */
+  uint64_t resume;     /* the next batch starts here */
+  bool done;
 };
+
+/* A batch ends at the first unit boundary after `batch` ranges (so that
+ * no unit of IMAGE is split between batches), or at twice that anyway.
+ * Stopping returns 1 with resume set. */
+static int
+batch_full (struct planner *pl, uint64_t off)
+{
+  const struct retarget *rt = pl->rt;
+  size_t n = rt->batch ? rt->batch : RT_PLAN_BATCH;
+
+  if (rt->nplan < n || (off % rt->gran != 0 && rt->nplan < 2 * n))
+    return 0;
+  pl->resume = off;
+  return 1;
+}
 
 static bool
 continues (const struct prange *last, const struct prange *p)
@@ -179,14 +197,18 @@ plan_push (struct retarget *rt, struct prange p)
 {
   struct prange *last = rt->nplan ? &rt->plan[rt->nplan - 1] : NULL;
 
-  if (last && last->off + last->len > p.off) {
-    uint64_t cut = last->off + last->len - p.off;
+  /* (also against the previous batch's last range) */
+  if (rt->planned_end > p.off) {
+    uint64_t cut = rt->planned_end - p.off;
     if (cut >= p.len)
       return 0;
     p.off += cut;
     p.len -= cut;
     p.host += cut;
   }
+  rt->planned_end = p.off + p.len;
+  if (p.kind != P_ZERO)
+    rt->planned_bytes += p.len;
   if (last && continues (last, &p)) {
     last->len += p.len;
     return 0;
@@ -239,6 +261,8 @@ plan_zero (struct planner *pl, uint64_t a, uint64_t b)
   int r;
 
   while (a < b) {
+    if (batch_full (pl, a))
+      return 1;
     if ((r = vwalk_at (&pl->below, a, &cls, &end)) < 0)
       return r;
     end = MIN (end, b);
@@ -276,7 +300,8 @@ plan_piece (struct planner *pl, uint64_t a, uint64_t b, enum vclass oc,
   return plan_add (pl, p);
 }
 
-/* One run [u0, u1) that IMAGE leaves to its backing. */
+/* One run [u0, u1) that IMAGE leaves to its backing; 1: the batch is
+ * full. */
 static int
 plan_run (struct planner *pl)
 {
@@ -285,6 +310,8 @@ plan_run (struct planner *pl)
   int r = 0;
 
   for (off = pl->u0; off < pl->u1 && r == 0; off = end) {
+    if (batch_full (pl, off))
+      return 1;
     if ((r = vwalk_at (&pl->old, off, &oc, &end)) < 0)
       break;
     end = MIN (end, pl->u1);
@@ -298,6 +325,7 @@ plan_run (struct planner *pl)
   return r;
 }
 
+/* Plan from pl->resume on until the batch is full or the image done. */
 static int
 plan_image (struct planner *pl)
 {
@@ -307,7 +335,7 @@ plan_image (struct planner *pl)
   uint64_t off;
   int r;
 
-  for (off = 0; off < rt->size; off += le.len) {
+  for (off = pl->resume; off < rt->size; off += le.len) {
     memset (&le, 0, sizeof le);
     if ((r = l->ops->status (l->st, off, rt->size - off, &le)) < 0)
       return r;
@@ -318,36 +346,63 @@ plan_image (struct planner *pl)
       continue;
     pl->u0 = off;
     pl->u1 = off + le.len;
-    if ((r = plan_run (pl)) < 0)
+    if ((r = plan_run (pl)) != 0)
       return r;
   }
+  pl->done = true;
   return 0;
 }
 
 int
-retarget_plan (struct retarget *rt)
+retarget_plan_more (struct retarget *rt)
 {
-  struct planner pl = { .rt = rt };
-  struct lcur *cur, *ncur = NULL;
-  bool other = rt->mode == RT_REBASE_OTHER;
   int r;
+
+  rt->nplan = 0;
+  if (rt->pl == NULL || rt->pl->done)
+    return 0;
+  r = plan_image (rt->pl);
+  return r < 0 ? r : 0;
+}
+
+bool
+retarget_plan_done (const struct retarget *rt)
+{
+  return rt->pl == NULL || rt->pl->done;
+}
+
+void
+retarget_plan_free (struct retarget *rt)
+{
+  if (rt->pl) {
+    free (rt->pl->cur);
+    free (rt->pl->ncur);
+    free (rt->pl);
+    rt->pl = NULL;
+  }
+  free (rt->plan);
+  rt->plan = NULL;
+  rt->nplan = rt->cap = 0;
+}
+
+int
+retarget_plan_start (struct retarget *rt)
+{
+  bool other = rt->mode == RT_REBASE_OTHER;
+  struct planner *pl;
 
   /* Nothing above the layer that stays: nothing to move. */
   if (rt->mode == RT_NAME_ONLY || (!other && rt->keep <= 1))
     return 0;
-  cur = calloc (rt->c->n, sizeof *cur);
-  if (rt->nc)
-    ncur = calloc (rt->nc->n, sizeof *ncur);
-  if (cur == NULL || (rt->nc && ncur == NULL))
-    r = set_error (ENOMEM, "out of memory");
-  else {
-    vwalk_init (&pl.old, rt->c, cur, 1, other ? rt->c->n : rt->keep,
-                rt->size);
-    vwalk_init (&pl.below, rt->c, cur, rt->keep, rt->c->n, rt->size);
-    vwalk_init (&pl.new, rt->nc, ncur, 0, rt->nc ? rt->nc->n : 0, rt->size);
-    r = plan_image (&pl);
-  }
-  free (cur);
-  free (ncur);
-  return r;
+  if ((pl = rt->pl = calloc (1, sizeof *pl)) == NULL
+      || (pl->cur = calloc (rt->c->n, sizeof *pl->cur)) == NULL
+      || (rt->nc && (pl->ncur = calloc (rt->nc->n, sizeof *pl->ncur)) == NULL))
+    return set_error (ENOMEM, "out of memory");
+  pl->rt = rt;
+  vwalk_init (&pl->old, rt->c, pl->cur, 1, other ? rt->c->n : rt->keep,
+              rt->size);
+  vwalk_init (&pl->below, rt->c, pl->cur, rt->keep, rt->c->n, rt->size);
+  vwalk_init (&pl->new, rt->nc, pl->ncur, 0, rt->nc ? rt->nc->n : 0,
+              rt->size);
+  return retarget_plan_more (rt);
 }

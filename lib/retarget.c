@@ -237,9 +237,20 @@ rt_step (struct qc_job *j, uint64_t budget, uint64_t *moved)
   size_t n;
   int r;
 
-  while (x->next < x->rt.nplan) {
-    const struct prange *p = &x->rt.plan[x->next];
+  for (;;) {
+    const struct prange *p;
 
+    if (x->next == x->rt.nplan) {
+      if (retarget_plan_done (&x->rt))
+        break;
+      if ((r = retarget_plan_more (&x->rt)) < 0)
+        return r;
+      x->next = 0;
+      x->next_pos = 0;
+      j->end = MAX (j->end, x->rt.planned_bytes);
+      continue;
+    }
+    p = &x->rt.plan[x->next];
     if (p->kind == P_ZERO) {
       n = (size_t) MIN (p->len - x->next_pos, ZERO_CHUNK);
       if ((r = l->ops->zero (l->st, p->off + x->next_pos, n)) < 0)
@@ -257,7 +268,7 @@ rt_step (struct qc_job *j, uint64_t budget, uint64_t *moved)
       return r;
   }
   *moved = done;
-  if (x->next == x->rt.nplan)
+  if (x->next == x->rt.nplan && retarget_plan_done (&x->rt))
     return 1;
   return checkpoint (j, x);
 }
@@ -297,7 +308,7 @@ rt_free (void *priv)
   chain_close (x->rt.c);
   free (x->rt.name);
   free (x->rt.format);
-  free (x->rt.plan);
+  retarget_plan_free (&x->rt);
   free (x->obuf);
   free (x->nbuf);
   free (x);
@@ -310,6 +321,8 @@ static const struct job_ops retarget_ops = {
 };
 
 /* ---- starting ---- */
+
+size_t retarget_plan_batch;
 
 static void
 set_direct (struct chain *c)
@@ -350,7 +363,7 @@ rt_setup (struct rtjob *x)
    * the backing file IMAGE is about to get, not just unallocated ranges. */
   chain_backing_reader (rt->c, 0, &x->below, &x->br);
   l->ops->set_backing_reader (l->st, &x->br);
-  return retarget_plan (rt);
+  return retarget_plan_start (rt);
 }
 
 int
@@ -359,8 +372,6 @@ retarget_start (struct retarget_params *p, uint64_t bandwidth,
 {
   struct rtjob *x = calloc (1, sizeof *x);
   enum qc_job_type type = p->type;
-  uint64_t end = 0;
-  size_t i;
   int r;
 
   if (x == NULL) {
@@ -374,19 +385,18 @@ retarget_start (struct retarget_params *p, uint64_t bandwidth,
     x->rt = (struct retarget) { .mode = p->mode, .c = p->c, .nc = p->nc,
                                 .keep = p->keep, .name = p->name,
                                 .format = p->format,
-                                .direct = p->direct };
+                                .direct = p->direct,
+                                .batch = retarget_plan_batch };
     if ((r = rt_setup (x)) < 0)
       rt_free (x);
   }
   memset (p, 0, sizeof *p);
   if (r < 0)
     return r;
-  for (i = 0; i < x->rt.nplan; i++)
-    if (x->rt.plan[i].kind != P_ZERO)
-      end += x->rt.plan[i].len;
   if ((r = job_new (type, &retarget_ops, x, bandwidth, out)) < 0)
     return r;
-  (*out)->end = end;
+  /* Grows as later batches are planned. */
+  (*out)->end = x->rt.planned_bytes;
   x->synced_ns = throttle_now_ns ();
   return 0;
 }

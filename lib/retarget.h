@@ -62,6 +62,8 @@ struct prange {
   enum psrc src;
 };
 
+struct planner;
+
 struct retarget {
   enum rt_mode mode;
   struct chain *c, *nc;
@@ -70,12 +72,28 @@ struct retarget {
   uint64_t size;       /* IMAGE's virtual size */
   uint32_t gran;       /* IMAGE's allocation unit */
   bool direct;
-  struct prange *plan;
+  struct prange *plan; /* the current batch */
   size_t nplan, cap;
+  size_t batch;        /* ranges a batch stops after (0: RT_PLAN_BATCH) */
+  struct planner *pl;  /* where planning goes on (retarget-plan.c) */
+  uint64_t planned_end;    /* end of the last range ever planned */
+  uint64_t planned_bytes;  /* bytes planned to be read, all batches */
 };
 
-/* Fill rt->plan: the ranges IMAGE leaves to its backing where the view it
- * will have differs, or may differ, from the one it has, in offset order. */
-int retarget_plan (struct retarget *rt);
+/* Ranges in a batch: the plan is made a batch at a time, so its memory
+ * does not grow with the image. */
+#define RT_PLAN_BATCH 65536u
+/* Unit tests set this (not exported) to make batches small; 0: the above. */
+extern size_t retarget_plan_batch;
+
+/* Plan the first batch in rt->plan: the ranges IMAGE leaves to its
+ * backing where the view it will have differs, or may differ, from the
+ * one it has, in offset order. */
+int retarget_plan_start (struct retarget *rt);
+/* Replace rt->plan by the next batch (empty when all is planned). */
+int retarget_plan_more (struct retarget *rt);
+/* Whether every batch has been planned. */
+bool retarget_plan_done (const struct retarget *rt);
+void retarget_plan_free (struct retarget *rt);
 
 #endif

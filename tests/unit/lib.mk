@@ -1,4 +1,4 @@
-# tests/unit: the library's own pieces (errors, I/O backends, locks, jobs, raw writer, exported symbols).
+# tests/unit: the library's own pieces (errors, I/O backends, locks, jobs, raw writer, batched pull/rebase planning, exported symbols).
 TESTS += tests/unit/symbols.sh
 EXTRA_DIST += tests/unit/symbols.sh
 if HAVE_CMOCKA
@@ -24,4 +24,11 @@ TESTS += tests/unit/test-lock
 tests_unit_test_lock_SOURCES = tests/unit/test-lock.c
 tests_unit_test_lock_CFLAGS = $(TEST_UNIT_CFLAGS)
 tests_unit_test_lock_LDADD = $(TEST_UNIT_LDADD)
+endif
+if HAVE_CMOCKA
+check_PROGRAMS += tests/unit/test-retarget
+TESTS += tests/unit/test-retarget
+tests_unit_test_retarget_SOURCES = tests/unit/test-retarget.c
+tests_unit_test_retarget_CFLAGS = $(TEST_UNIT_CFLAGS)
+tests_unit_test_retarget_LDADD = $(TEST_UNIT_LDADD)
 endif
