@@ -306,6 +306,16 @@ fill_window (struct mover *m, struct slot *s, uint64_t budget,
     if (m->d.under && s->npc == MAX_PIECES)
       break;
     n = MIN (rg->len - m->next_pos, win + m->bufsize - at);
+    /* A throttled step moves about its budget, not a whole window (one
+     * 1 MiB piece at 1 MiB/s is a second's worth at once); without
+     * `under`, to the end of a cluster. */
+    {
+      uint64_t left = budget > *issued ? budget - *issued : 0;
+      uint64_t stop = m->d.under ? at + left
+        : ROUND_UP (MAX (end, at + left), g);
+      if (stop > at)
+        n = MIN (n, stop - at);
+    }
     if (!m->d.under)
       zero_gap (s, (size_t) (end - win), (size_t) (at - win));
     else {

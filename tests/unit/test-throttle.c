@@ -94,7 +94,22 @@ from_unlimited_to_limited_starts_fresh (void **state)
   throttle_init (&t, 0, 0);
   throttle_delay (&t, 1ull << 40, 0);
   throttle_set_rate (&t, MiB, 10 * SEC);
-  assert_int_equal (throttle_delay (&t, 4096, 10 * SEC), 0);
+  /* no debt from the unlimited part: only the start slot (a 20th of a
+   * second, less the tolerance) to wait */
+  assert_true (throttle_delay (&t, 4096, 10 * SEC) <= SEC / 20);
+  assert_int_equal (throttle_delay (&t, 4096, 10 * SEC + SEC / 20), 0);
+}
+
+/* Over the first second, largest requests (rate/20) from the start: at
+ * most the rate and the tolerance, not a request more (it was +7%). */
+static void
+first_second_has_no_burst (void **state)
+{
+  uint64_t per_sec[2];
+
+  simulate (MiB, 0, MiB / 20, 2, per_sec);
+  assert_true (per_sec[0] <= MiB + MiB * 3 / 100);
+  assert_true (per_sec[0] >= MiB * 95 / 100);
 }
 
 static void
@@ -126,6 +141,7 @@ main (void)
     cmocka_unit_test (rate_change_mid_job),
     cmocka_unit_test (unlimited_never_waits),
     cmocka_unit_test (from_unlimited_to_limited_starts_fresh),
+    cmocka_unit_test (first_second_has_no_burst),
     cmocka_unit_test (huge_request_does_not_overflow),
     cmocka_unit_test (max_request_is_a_twentieth),
   };
