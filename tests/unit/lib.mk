@@ -1,6 +1,7 @@
 # tests/unit: the library's own pieces (errors, I/O backends, locks, jobs, raw writer, batched pull/rebase planning, exported symbols).
 TESTS += tests/unit/symbols.sh
 EXTRA_DIST += tests/unit/symbols.sh
+EXTRA_DIST += tests/unit/unit-shell.h
 if HAVE_CMOCKA
 check_PROGRAMS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle tests/unit/test-job tests/unit/test-raw-write
 TESTS += tests/unit/test-errors tests/unit/test-io tests/unit/test-throttle tests/unit/test-job tests/unit/test-raw-write

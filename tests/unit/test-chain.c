@@ -22,50 +22,7 @@
 #define KiB 1024ull
 #define MiB (1024ull * 1024)
 
-static char topdir[PATH_MAX];   /* where the tests started */
-
-/* Each test runs in a fresh temporary directory, so relative names are
- * relative to it. */
-static int
-enter_tmpdir (void **state)
-{
-  char *dir = strdup ("/tmp/test-chain.XXXXXX");
-
-  if (dir == NULL || mkdtemp (dir) == NULL || chdir (dir) != 0)
-    return -1;
-  *state = dir;
-  return 0;
-}
-
-static int
-leave_tmpdir (void **state)
-{
-  char *dir = *state;
-  char cmd[PATH_MAX + 16];
-
-  if (chdir (topdir) != 0)
-    return -1;
-  snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system (cmd) != 0)
-    return -1;
-  free (dir);
-  return 0;
-}
-
-static void __attribute__ ((format (printf, 1, 2)))
-sh (const char *fmt, ...)
-{
-  char cmd[4096];
-  va_list ap;
-  int r;
-
-  va_start (ap, fmt);
-  r = vsnprintf (cmd, sizeof cmd, fmt, ap);
-  va_end (ap);
-  assert_true (r > 0 && (size_t) r < sizeof cmd);
-  if (system (cmd) != 0)
-    fail_msg ("command failed: %s", cmd);
-}
+#include "unit-shell.h"
 
 static void
 policy_init (struct chain_policy *p)

@@ -15,48 +15,14 @@
 #include "qchain.h"
 #include "retarget.h"
 
-static char topdir[PATH_MAX];
+#include "unit-shell.h"
 
+/* The batch size is global: back to the default after each test. */
 static int
-enter_tmpdir (void **state)
+leave (void **state)
 {
-  char *dir = strdup ("/tmp/test-retarget.XXXXXX");
-
-  if (dir == NULL || mkdtemp (dir) == NULL || chdir (dir) != 0)
-    return -1;
-  *state = dir;
-  return 0;
-}
-
-static int
-leave_tmpdir (void **state)
-{
-  char *dir = *state;
-  char cmd[PATH_MAX + 16];
-
   retarget_plan_batch = 0;
-  if (chdir (topdir) != 0)
-    return -1;
-  snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system (cmd) != 0)
-    return -1;
-  free (dir);
-  return 0;
-}
-
-static void __attribute__ ((format (printf, 1, 2)))
-sh (const char *fmt, ...)
-{
-  char cmd[8192];
-  va_list ap;
-  int r;
-
-  va_start (ap, fmt);
-  r = vsnprintf (cmd, sizeof cmd, fmt, ap);
-  va_end (ap);
-  assert_true (r > 0 && (size_t) r < sizeof cmd);
-  if (system (cmd) != 0)
-    fail_msg ("command failed: %s", cmd);
+  return leave_tmpdir (state);
 }
 
 /* t/: base <- s1 <- s2 <- top, 4 KiB clusters, 2 MiB; each layer writes
@@ -188,10 +154,9 @@ int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test_setup_teardown (test_pull_batches, enter_tmpdir,
-                                     leave_tmpdir),
+    cmocka_unit_test_setup_teardown (test_pull_batches, enter_tmpdir, leave),
     cmocka_unit_test_setup_teardown (test_rebase_batches, enter_tmpdir,
-                                     leave_tmpdir),
+                                     leave),
   };
 
   if (getcwd (topdir, sizeof topdir) == NULL)
