@@ -77,6 +77,22 @@ doomed_dangling () {
   return 1
 }
 
+# unlocked_after_kill WHAT: a killed process's io_uring requests give
+# their files back (and with them the image locks) after the process is
+# reaped, by the kernel's own clean-up: wait for that (up to 10 s) before
+# qemu-img or a rerun opens the images. Not a timing assert.
+unlocked_after_kill () {
+  local f i
+  for f in *.qcow2; do
+    for ((i = 0; i < 100; i++)); do
+      "$QEMU_IMG" info "$f" >/dev/null 2>&1 && break
+      "$QEMU_IMG" info -U "$f" >/dev/null 2>&1 || break   # not a lock problem
+      sleep 0.1
+    done
+    [ "$i" -lt 100 ] || fail "$1: $f still locked 10 s after the kill"
+  done
+}
+
 # after_kill WHAT T B KEEP DEL: the guarantees that hold at any moment.
 after_kill () {
   local what=$1 t=$2 b=$3 keep=$4 del=$5 f rc ok
@@ -158,6 +174,7 @@ one_kill () {
         "$QCHAIN" commit "$@" "${L[0]}" >"$T/kill.out" 2>"$T/kill.err" </dev/null ||
         rc=$?; } 2>/dev/null
   fi
+  unlocked_after_kill "$what"
   CHECKS=$((CHECKS + 1))
   case $rc in
     0) FINISHED=$((FINISHED + 1)) ;;
