@@ -18,8 +18,7 @@
 static int
 pick_fd (const struct io *io, const void *p, size_t n, uint64_t off)
 {
-  if (io->dfd >= 0 && off % IO_DIO_ALIGN == 0 && n % IO_DIO_ALIGN == 0
-      && (uintptr_t) p % IO_DIO_ALIGN == 0)
+  if (io->dfd >= 0 && io_dio_aligned (p, n, off))
     return io->dfd;
   return io->fd;
 }

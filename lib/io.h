@@ -39,6 +39,13 @@ struct io {
 /* Offset, length and buffer alignment for requests that go O_DIRECT. */
 #define IO_DIO_ALIGN 4096u
 
+static inline bool
+io_dio_aligned (const void *buf, size_t n, uint64_t off)
+{
+  return off % IO_DIO_ALIGN == 0 && n % IO_DIO_ALIGN == 0
+    && (uintptr_t) buf % IO_DIO_ALIGN == 0;
+}
+
 #define IO_WRITE  (1u << 0)   /* open read-write */
 #define IO_CREATE (1u << 1)   /* create (must not exist) */
 

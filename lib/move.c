@@ -220,8 +220,7 @@ direct_fd (struct mover *m, unsigned layer, uint64_t host, uint64_t len,
 {
   int fd = m->p.src->layers[layer].io->fd;
 
-  if (m->direct && m->dfd[layer] >= 0 && host % IO_DIO_ALIGN == 0
-      && len % IO_DIO_ALIGN == 0 && (uintptr_t) p % IO_DIO_ALIGN == 0)
+  if (m->direct && m->dfd[layer] >= 0 && io_dio_aligned (p, len, host))
     fd = m->dfd[layer];
   return fd;
 }
@@ -511,8 +510,7 @@ sink_engine (struct mover *m, struct slot *s, const void *buf, size_t n,
   while (engine_slots (m->eng) == 0)
     if ((r = engine_wait (m->eng, 1)) < 0)
       return set_error (-r, "I/O engine: %s", strerror (-r));
-  if (m->ddfd >= 0 && off % IO_DIO_ALIGN == 0 && n % IO_DIO_ALIGN == 0
-      && (uintptr_t) buf % IO_DIO_ALIGN == 0)
+  if (m->ddfd >= 0 && io_dio_aligned (buf, n, off))
     fd = m->ddfd;
   r = engine_write (m->eng, fd, buf, n, off, write_done, s);
   if (r < 0)

@@ -167,11 +167,13 @@ struct planner {
 /* A batch ends at the first unit boundary after `batch` ranges (so that
  * no unit of IMAGE is split between batches), or at twice that anyway.
  * Stopping returns 1 with resume set. */
+size_t retarget_plan_batch;
+
 static int
 batch_full (struct planner *pl, uint64_t off)
 {
   const struct retarget *rt = pl->rt;
-  size_t n = rt->batch ? rt->batch : RT_PLAN_BATCH;
+  size_t n = retarget_plan_batch ? retarget_plan_batch : RT_PLAN_BATCH;
 
   if (rt->nplan < n || (off % rt->gran != 0 && rt->nplan < 2 * n))
     return 0;

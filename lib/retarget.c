@@ -71,7 +71,6 @@ static void
 kick_writeback (struct rtjob *x)
 {
   int fd = x->rt.c->layers[0].io->fd;
-
   struct stat st;
 
   /* Only the part of the file that grew since (new clusters are
@@ -322,8 +321,6 @@ static const struct job_ops retarget_ops = {
 
 /* ---- starting ---- */
 
-size_t retarget_plan_batch;
-
 static void
 set_direct (struct chain *c)
 {
@@ -385,8 +382,7 @@ retarget_start (struct retarget_params *p, uint64_t bandwidth,
     x->rt = (struct retarget) { .mode = p->mode, .c = p->c, .nc = p->nc,
                                 .keep = p->keep, .name = p->name,
                                 .format = p->format,
-                                .direct = p->direct,
-                                .batch = retarget_plan_batch };
+                                .direct = p->direct };
     if ((r = rt_setup (x)) < 0)
       rt_free (x);
   }

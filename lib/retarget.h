@@ -74,7 +74,6 @@ struct retarget {
   bool direct;
   struct prange *plan; /* the current batch */
   size_t nplan, cap;
-  size_t batch;        /* ranges a batch stops after (0: RT_PLAN_BATCH) */
   struct planner *pl;  /* where planning goes on (retarget-plan.c) */
   uint64_t planned_end;    /* end of the last range ever planned */
   uint64_t planned_bytes;  /* bytes planned to be read, all batches */

@@ -14,13 +14,13 @@ cost_ns (uint64_t bytes, uint64_t rate)
   return ns > UINT64_MAX / 2 ? UINT64_MAX / 2 : (uint64_t) ns;
 }
 
-/* A fresh start: as if a largest request (rate/20) had just gone. The
+/* A fresh start: as if a largest request had just gone. The
  * first real one then waits for it, instead of going on top of the
  * second's worth that follows (+7% over the first second, measured). */
 static uint64_t
 start_tat (uint64_t rate, uint64_t now_ns)
 {
-  return rate ? now_ns + cost_ns (rate / 20, rate) : now_ns;
+  return rate ? now_ns + cost_ns (rate / THROTTLE_STEPS, rate) : now_ns;
 }
 
 void
@@ -81,7 +81,7 @@ throttle_max_request (const struct throttle *t, uint64_t min, uint64_t max)
 
   if (t->rate == 0)
     return max;
-  n = t->rate / 20;
+  n = t->rate / THROTTLE_STEPS;
   if (n < min)
     n = min;
   return n < max ? n : max;

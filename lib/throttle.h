@@ -18,6 +18,8 @@ struct throttle {
 };
 
 #define THROTTLE_TOLERANCE_NS (20u * 1000 * 1000)
+/* The largest request is rate / THROTTLE_STEPS: 5% of a second's worth. */
+#define THROTTLE_STEPS 20u
 
 void throttle_init (struct throttle *t, uint64_t rate, uint64_t now_ns);
 /* Takes effect for the next request; bytes already admitted stay paid. */

