@@ -35,6 +35,21 @@ load_l1 (struct qcow2_state *s)
   return 0;
 }
 
+/* Only a writer needs whole tables (it copies and writes them back). */
+static int
+l2_cache_init (struct qcow2_state *s)
+{
+  uint32_t slice = s->cluster_size;
+
+  s->l2_slice_bits = s->l2_bits;
+  if (!(s->flags & FMT_OPEN_WRITE))
+    while (slice > QCOW2_L2_SLICE) {
+      slice >>= 1;
+      s->l2_slice_bits--;
+    }
+  return qcow2_l2_cache_init (&s->l2, slice);
+}
+
 static int
 qcow2_open (struct io *io, unsigned flags, void **stp)
 {
@@ -56,7 +71,7 @@ qcow2_open (struct io *io, unsigned flags, void **stp)
   if (r == 0)
     r = qcow2_read_snapshots (s);
   if (r == 0)
-    r = qcow2_l2_cache_init (&s->l2, s->cluster_size);
+    r = l2_cache_init (s);
   if (r == 0 && (flags & FMT_OPEN_WRITE))
     r = qcow2_writer_open (s);
   if (r < 0)
@@ -95,7 +110,7 @@ static void
 qcow2_set_cache_limit (void *st, uint64_t bytes)
 {
   struct qcow2_state *s = st;
-  uint64_t n = bytes / s->cluster_size;
+  uint64_t n = bytes / s->l2.table_size;
 
   qcow2_l2_cache_limit (&s->l2, n > UINT_MAX ? UINT_MAX : (unsigned) n);
 }
@@ -146,14 +161,21 @@ qcow2_describe (void *st, struct qc_info *info)
   info->flags = f;
 }
 
-/* The L2 table covering guest offset off (NULL: its L1 entry is empty). */
+/* The L2 entry for guest offset off, in the cached slice of its table
+ * (*p NULL: the L1 entry is empty); *left: the entries from it to the
+ * slice's end. */
 static int
-l2_table_at (struct qcow2_state *s, uint64_t off, const unsigned char **table)
+l2_entry_at (struct qcow2_state *s, uint64_t off, const unsigned char **p,
+             uint64_t *left)
 {
   uint64_t l1_idx = off >> (s->h.cluster_bits + s->l2_bits), l2_off;
+  uint64_t idx = (off >> s->h.cluster_bits) & ((1ull << s->l2_bits) - 1);
+  uint64_t in_slice = idx & ((1ull << s->l2_slice_bits) - 1);
+  const unsigned char *slice;
   int r;
 
-  *table = NULL;
+  *p = NULL;
+  *left = 0;
   if (l1_idx >= s->h.l1_size)
     return set_image_error (s->name, EINVAL,
                             "guest offset 0x%" PRIx64 " is beyond the L1 "
@@ -161,7 +183,14 @@ l2_table_at (struct qcow2_state *s, uint64_t off, const unsigned char **table)
   r = qcow2_l1_decode (&s->g, l1_idx, s->l1[l1_idx], &l2_off);
   if (r < 0 || l2_off == 0)
     return r;
-  return qcow2_l2_cache_get (&s->l2, s->io, l2_off, table);
+  r = qcow2_l2_cache_get (&s->l2, s->io,
+                          l2_off + (idx >> s->l2_slice_bits)
+                          * (uint64_t) s->l2.table_size, &slice);
+  if (r < 0)
+    return r;
+  *p = slice + in_slice * s->l2_entry_size;
+  *left = (1ull << s->l2_slice_bits) - in_slice;
+  return 0;
 }
 
 int
@@ -169,22 +198,20 @@ qcow2_map_at (struct qcow2_state *s, uint64_t off, struct qcow2_map *m,
               uint64_t *unit_len)
 {
   unsigned shift = s->h.cluster_bits + s->l2_bits;  /* bytes per L1 entry */
-  uint64_t entry, bitmap = 0;
-  const unsigned char *table, *p;
+  uint64_t entry, bitmap = 0, left;
+  const unsigned char *p;
   unsigned sc = 0, unit_bits = s->sc_bits;
   int r;
 
-  if ((r = l2_table_at (s, off, &table)) < 0)
+  if ((r = l2_entry_at (s, off, &p, &left)) < 0)
     return r;
-  if (table == NULL)
+  if (p == NULL)
     {
       memset (m, 0, sizeof *m);
       m->type = EXT_UNALLOC;
       *unit_len = (((off >> shift) + 1) << shift) - off;
       return 0;
     }
-  p = table + (((off >> s->h.cluster_bits) & ((1ull << s->l2_bits) - 1))
-               * s->l2_entry_size);
   entry = get_be64 (p);
   if (s->g.extended_l2)
     {
@@ -220,24 +247,23 @@ continues (const struct layer_extent *e, const struct qcow2_map *m)
 }
 
 /* Grow e from the cluster-aligned *cur over the rest of its standard L2
- * table, reading entries straight from the table: the answers qcow2_map_at
+ * table slice, reading entries straight from it: the answers qcow2_map_at
  * gives cluster by cluster, without an L1 and cache lookup for each (a deep
  * chain asks every layer about most of the disk). Returns true when e ends
- * inside the table; false at the table's end, at `end`, or where the
+ * inside the slice; false at the slice's end, at `end`, or where the
  * per-cluster path should look (it reports any error there). */
 static bool
 extend_in_table (struct qcow2_state *s, struct layer_extent *e,
                  uint64_t *cur, uint64_t end)
 {
-  uint64_t n = 1ull << s->l2_bits, idx, step;
-  const unsigned char *table;
+  uint64_t left, i, step;
+  const unsigned char *p;
   struct qcow2_map m;
 
-  if (l2_table_at (s, *cur, &table) < 0 || table == NULL)
+  if (l2_entry_at (s, *cur, &p, &left) < 0 || p == NULL)
     return false;
-  for (idx = (*cur >> s->h.cluster_bits) & (n - 1); idx < n && *cur < end;
-       idx++) {
-    uint64_t entry = get_be64 (table + idx * 8);
+  for (i = 0; i < left && *cur < end; i++) {
+    uint64_t entry = get_be64 (p + i * 8);
     /* Empty entries, most of a deep chain's tables, skip the classifier
      * (with it, a 64-layer map ran 2.4 times the instructions). */
     if (entry == 0) {

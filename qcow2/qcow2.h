@@ -224,6 +224,10 @@ struct qcow2_l2_cache {
 #define QCOW2_L2_CACHE_BYTES (8u << 20)
 #define QCOW2_L2_CACHE_MAX_SLOTS 1024u
 #define QCOW2_L2_CACHE_MIN_SLOTS 4u
+/* A read-only open caches L2 tables in slices of at most this many bytes:
+ * a 2 MiB-cluster table is 2 MiB, and a deep chain reading whole tables
+ * would hold one or more per layer. */
+#define QCOW2_L2_SLICE (64u << 10)
 
 struct qcow2_state {
   struct io *io;
@@ -234,6 +238,7 @@ struct qcow2_state {
   uint64_t file_size;
   uint32_t cluster_size;
   unsigned l2_bits;              /* log2 of entries per L2 table */
+  unsigned l2_slice_bits;        /* log2 of entries per cached slice */
   unsigned l2_entry_size;        /* 8, or 16 with extended L2 entries */
   unsigned sc_bits;              /* log2 of the allocation unit (subcluster) */
   uint64_t *l1;                  /* host order, h.l1_size entries */
@@ -258,6 +263,7 @@ struct qcow2_state {
   /* Refcounts, read only on demand (reading data never needs them). */
   uint64_t *reftable;            /* host order, reftable_entries entries */
   uint64_t reftable_entries;
+  unsigned rb_slice_bits;        /* log2 of refcounts per cached slice */
   bool prealloc_checked;
   bool metadata_prealloc;
 

@@ -54,6 +54,12 @@ load_reftable (struct qcow2_state *s)
   int r;
 
   n = ((size_t) s->h.refcount_table_clusters << s->h.cluster_bits) / 8;
+  /* Read-only, only the clusters inside the file are ever asked about:
+   * deep chains of large-cluster layers would hold megabytes each. */
+  if (!(s->flags & FMT_OPEN_WRITE))
+    n = MIN (n, (size_t) MAX (1, DIV_ROUND_UP (DIV_ROUND_UP (s->file_size,
+                                                          s->cluster_size),
+                                             1ull << block_bits (s))));
   s->reftable = malloc (n * sizeof *s->reftable);
   if (s->reftable == NULL)
     return set_error (ENOMEM, "out of memory");
@@ -76,6 +82,7 @@ load_reftable (struct qcow2_state *s)
 int
 qcow2_refcount_init (struct qcow2_state *s)
 {
+  uint32_t slice;
   unsigned n;
   int r;
 
@@ -87,9 +94,16 @@ qcow2_refcount_init (struct qcow2_state *s)
     }
   if (s->rb_ready)
     return 0;
-  n = REFBLOCK_CACHE_BYTES / s->cluster_size;
-  r = qcow2_l2_cache_init_n (&s->rb, s->cluster_size,
-                             MIN (n, REFBLOCK_CACHE_MAX_SLOTS));
+  /* Read-only, blocks are cached in slices as L2 tables are. */
+  slice = s->cluster_size;
+  s->rb_slice_bits = block_bits (s);
+  if (!(s->flags & FMT_OPEN_WRITE))
+    while (slice > QCOW2_L2_SLICE) {
+      slice >>= 1;
+      s->rb_slice_bits--;
+    }
+  n = REFBLOCK_CACHE_BYTES / slice;
+  r = qcow2_l2_cache_init_n (&s->rb, slice, MIN (n, REFBLOCK_CACHE_MAX_SLOTS));
   if (r < 0)
     return r;
   s->rb.evict_dirty = rb_evict_dirty;
@@ -98,9 +112,11 @@ qcow2_refcount_init (struct qcow2_state *s)
   return 0;
 }
 
-/* Refcount block number index, or NULL (*b) when it does not exist. */
+/* Slice `slice` of refcount block number index (a writer's slices are
+ * whole blocks), or NULL (*b) when the block does not exist. */
 static int
-get_block (struct qcow2_state *s, uint64_t index, bool mut, unsigned char **b)
+get_block (struct qcow2_state *s, uint64_t index, uint64_t slice, bool mut,
+           unsigned char **b)
 {
   uint64_t off;
   int r;
@@ -119,6 +135,7 @@ get_block (struct qcow2_state *s, uint64_t index, bool mut, unsigned char **b)
     return set_image_error (s->name, EINVAL,
                             "refcount table entry %" PRIu64 " points past "
                             "end of file (0x%" PRIx64 ")", index, off);
+  off += slice * s->rb.table_size;
   if (mut)
     return qcow2_l2_cache_get_mut (&s->rb, s->io, off, b);
   r = qcow2_l2_cache_get (&s->rb, s->io, off, (const unsigned char **) b);
@@ -136,10 +153,12 @@ qcow2_get_refcount (struct qcow2_state *s, uint64_t cluster, uint64_t *rc)
   r = qcow2_refcount_init (s);
   if (r < 0)
     return r;
-  r = get_block (s, cluster >> bb, false, &b);
+  r = get_block (s, cluster >> bb,
+                 (cluster & ((1ull << bb) - 1)) >> s->rb_slice_bits, false, &b);
   if (r < 0 || b == NULL)
     return r;
-  *rc = qcow2_rb_get (b, s->h.refcount_order, cluster & ((1ull << bb) - 1));
+  *rc = qcow2_rb_get (b, s->h.refcount_order,
+                      cluster & ((1ull << s->rb_slice_bits) - 1));
   return 0;
 }
 
@@ -265,7 +284,7 @@ block_for (struct qcow2_state *s, uint64_t cluster, bool create,
       if (r < 0)
         return r;
     }
-  r = get_block (s, index, true, b);
+  r = get_block (s, index, 0, true, b);
   if (r < 0 || *b != NULL || !create)
     return r;
   return new_block (s, index, b);

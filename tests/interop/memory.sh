@@ -70,5 +70,37 @@ same top.qcow2 p.qcow2 pull
 rm -f p.qcow2
 peak "commit" commit top.qcow2
 same flat.qcow2 base.qcow2 commit
+rm -f base.qcow2 top.qcow2 flat.qcow2
+
+# A deep chain of 2 MiB clusters: a whole L2 table (and refcount block) is
+# 2 MiB, so layers read whole tables would hold 2 MiB and more each.
+# 32 layers of 1 TiB, each with 4 writes spread over both its L2 tables.
+prev=
+for i in $(seq 0 31); do
+  cur=$(printf 'd%02d' "$i")
+  if [ -z "$prev" ]; then
+    qimg create -f qcow2 -o cluster_size=2M "$cur.qcow2" 1T
+  else
+    qimg create -f qcow2 -o cluster_size=2M -b "$prev.qcow2" -F qcow2 "$cur.qcow2"
+  fi
+  A=()
+  for k in 0 1 2 3; do
+    A+=(-c "write -q -P $((i + 1)) $(( (i * 4 + k) * 8 ))G 64k")
+  done
+  "$QEMU_IO" -f qcow2 "${A[@]}" "$cur.qcow2" >/dev/null
+  prev=$cur
+done
+peak "map (32 layers, 2 MiB clusters)" map --json d31.qcow2
+CHECKS=$((CHECKS + 1))
+"$QCHAIN" map --json d31.qcow2 > m.qchain
+"$QEMU_IMG" map --output=json d31.qcow2 > m.qemu
+cmp -s m.qchain m.qemu || fail "map (32 layers, 2 MiB clusters) differs from qemu-img's"
+peak "copy (32 layers, 2 MiB clusters)" copy d31.qcow2 dflat.qcow2
+same d31.qcow2 dflat.qcow2 "copy (32 layers, 2 MiB clusters)"
+rm -f dflat.qcow2
+cp d31.qcow2 dp.qcow2
+peak "pull (32 layers, 2 MiB clusters)" pull dp.qcow2
+same d31.qcow2 dp.qcow2 "pull (32 layers, 2 MiB clusters)"
+rm -f dp.qcow2
 
 finish

@@ -706,6 +706,38 @@ test_l2_read_once (void **state)
 }
 
 /* Bad L1 entries fail at first use with a clear message. */
+/* A read-only open of a 2 MiB-cluster image caches 64 KiB slices of its
+ * 2 MiB L2 table: reads one slice per region asked about, and an extent
+ * still runs across slice ends. */
+static void
+test_l2_slices (void **state)
+{
+  struct img m;
+  const uint32_t cb = 21;
+  const uint64_t cs = 1ull << cb, far = 200000;   /* slice 24 of 32 */
+  uint64_t l2, data;
+  const struct qcow2_state *s;
+
+  img_init (&m, cb, far * cs + 8 * cs, 0, 0, 7 * (size_t) cs);
+  l2 = img_append_cluster (&m, 0);
+  set_l1 (&m, 0, l2 | COPIED);
+  data = img_append_cluster (&m, 'd');
+  set_l2 (&m, l2, 5, data | COPIED);
+  set_l2 (&m, l2, far, data | COPIED);
+  img_open (&m);
+  s = m.st;
+  assert_int_equal (s->l2.table_size, QCOW2_L2_SLICE);
+  expect_extent (&m, 0, 64 * cs, 5 * cs, EXT_UNALLOC, false, 0);
+  expect_extent (&m, 5 * cs, cs, cs, EXT_DATA, true, data);
+  assert_int_equal (s->l2.nb_reads, 1);
+  expect_extent (&m, far * cs + 7, cs, cs - 7, EXT_DATA, true, data + 7);
+  assert_int_equal (s->l2.nb_reads, 2);
+  /* Clusters 6 .. far-1: over the end of 24 slices. */
+  expect_extent (&m, 6 * cs, (far + 8 - 6) * cs, (far - 6) * cs, EXT_UNALLOC,
+                 false, 0);
+  img_free (&m);
+}
+
 static void
 test_bad_l1_at_use (void **state)
 {
@@ -777,14 +809,24 @@ test_refcounts (void **state)
         }
       assert_int_equal (qcow2_get_refcount (m.st, per_block + 5, &rc), 0);
       assert_int_equal (rc, 0);
-      expect_error (qcow2_get_refcount (m.st, 2 * per_block, &rc), EINVAL,
-                    "misaligned refcount block offset 0x2200");
+      /* A read-only open loads only the table entries covering the file:
+       * entry 2 (misaligned) is past them. */
+      assert_int_equal (qcow2_get_refcount (m.st, 2 * per_block, &rc), 0);
+      assert_int_equal (rc, 0);
       /* Past the table: 0. */
       assert_int_equal (qcow2_get_refcount (m.st, 512 * per_block, &rc), 0);
       assert_int_equal (rc, 0);
       /* In memory everything is allocated: never preallocated. */
       assert_int_equal (qcow2_metadata_preallocated (m.st, &yes), 0);
       assert_false (yes);
+      img_free (&m);
+
+      /* A misaligned block the file's clusters need. */
+      img_init (&m, 12, 1 << 20, 0, 0, 16 * 4096);
+      put_be64 (m.buf + 4096, 0x2200);
+      img_open (&m);
+      expect_error (qcow2_get_refcount (m.st, 0, &rc), EINVAL,
+                    "misaligned refcount block offset 0x2200");
       img_free (&m);
     }
 }
@@ -804,6 +846,7 @@ main (void)
     cmocka_unit_test (test_decompress_errors),
     cmocka_unit_test (test_extended_status),
     cmocka_unit_test (test_l2_read_once),
+    cmocka_unit_test (test_l2_slices),
     cmocka_unit_test (test_bad_l1_at_use),
     cmocka_unit_test (test_refcounts),
   };
