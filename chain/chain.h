@@ -95,6 +95,24 @@ int chain_block_status (struct chain *c, unsigned depth, uint64_t off,
  * because nothing is below: then as chain_block_status). */
 int chain_block_status_above (struct chain *c, unsigned depth, unsigned stop,
                               uint64_t off, uint64_t len, struct qc_extent *e);
+/* Each layer's last answer, for walks in offset order: a deep chain is
+ * otherwise asked again, layer by layer, about the same long unallocated
+ * runs from every extent's start. Valid only while none of the layers it
+ * has seen is written. */
+struct chain_cursor {
+  unsigned n;
+  struct chain_cursor_layer {
+    uint64_t off;                    /* le answers [off, off + le.len) */
+    struct layer_extent le;
+  } *l;
+};
+int chain_cursor_init (struct chain_cursor *cur, const struct chain *c);
+void chain_cursor_free (struct chain_cursor *cur);
+/* chain_block_status_above answered from cur where it can (cur may be
+ * NULL). */
+int chain_block_status_cur (struct chain *c, struct chain_cursor *cur,
+                            unsigned depth, unsigned stop, uint64_t off,
+                            uint64_t len, struct qc_extent *e);
 /* A backing_reader (format.h) over the view below layer `depth`, for the
  * layer's copy-on-write; b holds its state and must outlive br's use. */
 struct chain_below {

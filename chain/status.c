@@ -48,6 +48,53 @@ refine_with_host (struct layer *l, struct qc_extent *e)
     e->zero = 1;
 }
 
+int
+chain_cursor_init (struct chain_cursor *cur, const struct chain *c)
+{
+  cur->n = c->n;
+  cur->l = calloc (c->n, sizeof *cur->l);   /* len 0: nothing known */
+  if (cur->l == NULL)
+    return set_error (ENOMEM, "out of memory");
+  return 0;
+}
+
+void
+chain_cursor_free (struct chain_cursor *cur)
+{
+  free (cur->l);
+  cur->l = NULL;
+  cur->n = 0;
+}
+
+/* Layer d's status at off, from the cursor when its last answer covers
+ * off: a run is uniform, and its host offsets contiguous. */
+static int
+cursor_status (struct chain_cursor *cur, unsigned d, struct layer *l,
+               uint64_t off, uint64_t len, struct layer_extent *le)
+{
+  struct chain_cursor_layer *cl;
+  uint64_t skip;
+  int r;
+
+  if (cur == NULL || d >= cur->n)
+    return layer_status (l, off, len, le);
+  cl = &cur->l[d];
+  if (cl->le.len && off >= cl->off && off - cl->off < cl->le.len) {
+    skip = off - cl->off;
+    *le = cl->le;
+    le->len = MIN (cl->le.len - skip, len);
+    if (le->has_offset)
+      le->host_off += skip;
+    return 0;
+  }
+  r = layer_status (l, off, len, le);
+  if (r == 0) {
+    cl->off = off;
+    cl->le = *le;
+  }
+  return r;
+}
+
 static void
 set_found (struct qc_extent *e, const struct layer_extent *le)
 {
@@ -68,6 +115,14 @@ chain_block_status (struct chain *c, unsigned depth, uint64_t off,
 int
 chain_block_status_above (struct chain *c, unsigned depth, unsigned stop,
                           uint64_t off, uint64_t len, struct qc_extent *e)
+{
+  return chain_block_status_cur (c, NULL, depth, stop, off, len, e);
+}
+
+int
+chain_block_status_cur (struct chain *c, struct chain_cursor *cur,
+                        unsigned depth, unsigned stop, uint64_t off,
+                        uint64_t len, struct qc_extent *e)
 {
   struct layer_extent le;
   unsigned d;
@@ -91,7 +146,7 @@ chain_block_status_above (struct chain *c, unsigned depth, unsigned stop,
     /* A short backing file answers only up to its end; the overlay
      * checked that off itself is inside. */
     len = MIN (len, l->info.virtual_size - off);
-    r = layer_status (l, off, len, &le);
+    r = cursor_status (cur, d, l, off, len, &le);
     if (r < 0)
       return r;
     len = le.len;

@@ -207,6 +207,7 @@ qc_map (struct qc_image *img, uint64_t offset, uint64_t length,
         qc_extent_cb cb, void *opaque)
 {
   struct qc_extent cur = { 0 }, next;
+  struct chain_cursor cc;
   uint64_t end = offset + length;
   int r;
 
@@ -214,21 +215,29 @@ qc_map (struct qc_image *img, uint64_t offset, uint64_t length,
   r = check_range (img, offset, length);
   if (r < 0)
     return public_error (r);
+  if ((r = chain_cursor_init (&cc, img->chain)) < 0)
+    return public_error (r);
   cur.start = offset;
   while (offset < end) {
-    r = chain_block_status (img->chain, 0, offset, end - offset, &next);
-    if (r < 0)
-      return public_error (r);
+    r = chain_block_status_cur (img->chain, &cc, 0, img->chain->n, offset,
+                                end - offset, &next);
+    if (r < 0) {
+      r = public_error (r);
+      goto out;
+    }
     if (mergeable (&cur, &next))
       cur.length += next.length;
     else {
       if (cur.length && (r = cb (opaque, &cur)) != 0)
-        return r;
+        goto out;
       cur = next;
     }
     offset += next.length;
   }
-  if (cur.length && (r = cb (opaque, &cur)) != 0)
-    return r;
-  return 0;
+  r = 0;
+  if (cur.length)
+    r = cb (opaque, &cur);
+ out:
+  chain_cursor_free (&cc);
+  return r;
 }

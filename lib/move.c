@@ -19,7 +19,9 @@
 #include "writeback.h"
 
 #define REQ_SIZE (1u << 20)          /* window: the largest read */
-#define NBUFS 16u                    /* windows being read or written */
+/* Windows being read or written: 16 MiB of them (fewer when DEST's
+ * clusters make a window larger than REQ_SIZE). */
+#define POOL_BYTES (16u << 20)
 #define NSLOTS 32u                   /* windows plus zero ranges (no buffer) */
 #define ENGINE_DEPTH 64u             /* piece reads plus DEST writes */
 #define MAX_PIECES 64u               /* exact pieces of a window (under) */
@@ -77,6 +79,8 @@ struct mover {
   uint32_t gran;                     /* DEST's cluster size (raw: 4 KiB) */
   struct engine *eng;
   struct data_sink sink;
+  /* Layers from..stop-1 are only read while the mover lives. */
+  struct chain_cursor cur;
   struct slot *wslot;                /* the slot whose data DEST writes */
   int werr;                          /* first failed DEST write */
   bool cfr;                          /* copy_file_range for whole clusters */
@@ -187,8 +191,8 @@ plan_more (struct mover *m)
     uint64_t off = m->plan_pos, len = m->walk_end - off;
     /* A window of ranges at most per extent keeps the batch bounded. */
     len = MIN (len, (uint64_t) m->bufsize * 64);
-    r = chain_block_status_above (m->p.src, m->p.from, m->p.stop, off, len,
-                                  &e);
+    r = chain_block_status_cur (m->p.src, &m->cur, m->p.from, m->p.stop,
+                                off, len, &e);
     if (r < 0)
       return r;
     if (e.length == 0)
@@ -792,6 +796,8 @@ mover_new (const struct move_params *p, const struct move_dest *d,
   else if ((m->plan = malloc (PLAN_BATCH * sizeof *m->plan)) == NULL
            || (m->fsize = calloc (p->src->n, sizeof *m->fsize)) == NULL)
     r = set_error (ENOMEM, "out of memory");
+  else if ((r = chain_cursor_init (&m->cur, p->src)) < 0)
+    ;
   else if ((r = layer_sizes (m)) == 0 && m->direct)
     r = setup_direct (m);
   if (r == 0) {
@@ -801,7 +807,9 @@ mover_new (const struct move_params *p, const struct move_dest *d,
      * same without. */
     eflags = ((p->flags & QC_JOB_NO_URING) ? ENGINE_NO_URING : 0)
       | (m->direct ? ENGINE_DIRECT : 0) | ENGINE_NO_FIXED;
-    r = engine_new (ENGINE_DEPTH, m->bufsize, NBUFS, eflags, &m->eng);
+    r = engine_new (ENGINE_DEPTH, m->bufsize,
+                    (unsigned) MAX (4u, POOL_BYTES / m->bufsize), eflags,
+                    &m->eng);
     if (r < 0 && !have_error ())
       r = set_error (-r, "I/O engine: %s", strerror (-r));
   }
@@ -864,5 +872,6 @@ mover_free (struct mover *m)
   free (m->dfd);
   free (m->fsize);
   free (m->plan);
+  chain_cursor_free (&m->cur);
   free (m);
 }

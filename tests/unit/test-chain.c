@@ -17,6 +17,7 @@
 
 #include "byte-order.h"
 #include "errors.h"
+#include "rounding.h"
 #include "chain.h"
 
 #define KiB 1024ull
@@ -604,6 +605,77 @@ test_status_example (void **state)
   chain_close (c);
 }
 
+/* One query through the cursor: what it says of every byte it covers is
+ * what the layers say, asked without it. Lengths may differ: either answer
+ * may end early (a remembered run ends where it was asked to). */
+static void
+cursor_agrees (struct chain *c, struct chain_cursor *cur, unsigned depth,
+               unsigned stop, uint64_t off, uint64_t len)
+{
+  struct qc_extent a, b;
+  uint64_t at;
+
+  assert_int_equal (chain_block_status_cur (c, cur, depth, stop, off, len, &b),
+                    0);
+  assert_int_equal (b.start, off);
+  assert_true (b.length > 0 && b.length <= len);
+  for (at = off; at < off + b.length; at += a.length) {
+    assert_int_equal (chain_block_status_above (c, depth, stop, at,
+                                                off + b.length - at, &a), 0);
+    assert_int_equal (a.depth, b.depth);
+    assert_int_equal (a.present, b.present);
+    assert_int_equal (a.zero, b.zero);
+    assert_int_equal (a.data, b.data);
+    assert_int_equal (a.has_offset, b.has_offset);
+    if (a.has_offset)
+      assert_int_equal (a.offset, b.offset + (at - off));
+  }
+}
+
+/* The cursor answers what the layers answer, in offset order (extent by
+ * extent, and in small steps inside extents) and out of it. */
+static void
+test_cursor (void **state)
+{
+  struct chain_policy p;
+  struct chain_cursor cur;
+  struct chain *c;
+  uint64_t size, off, x = 12345;
+  unsigned stop, i;
+
+  sh ("qemu-img create -q -f raw base.raw 4M"
+      " && qemu-io -f raw -c 'write -P 0x11 0 64k' -c 'write -P 1 3M 8k'"
+      " base.raw >/dev/null"
+      " && qemu-img create -q -f qcow2 -b base.raw -F raw s1.qcow2 8M"
+      " && qemu-io -f qcow2 -c 'write -P 0x22 1M 64k' -c 'write -z 2M 64k'"
+      " -c 'write -c -P 0x33 3M 128k' -c 'write -P 4 5M 1M' s1.qcow2 >/dev/null"
+      " && qemu-img create -q -f qcow2 -o cluster_size=4k -b s1.qcow2"
+      " -F qcow2 top.qcow2"
+      " && qemu-io -f qcow2 -c 'write -P 5 1M 4k' -c 'write -z 5M 8k'"
+      " -c 'write -P 6 7M 12k' top.qcow2 >/dev/null");
+  policy_init (&p);
+  c = open_ok ("top.qcow2", &p);
+  size = c->layers[0].info.virtual_size;
+  for (stop = 1; stop <= c->n; stop++) {
+    struct qc_extent e;
+    assert_int_equal (chain_cursor_init (&cur, c), 0);
+    for (off = 0; off < size; off += e.length) {
+      cursor_agrees (c, &cur, 0, stop, off, size - off);
+      assert_int_equal (chain_block_status_above (c, 0, stop, off, size - off,
+                                                  &e), 0);
+    }
+    for (off = 0; off < size; off += 3 * 4096 + 512)
+      cursor_agrees (c, &cur, 0, stop, off, MIN (size - off, 20000));
+    for (i = 0; i < 2000; i++) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      off = (x >> 20) % size;
+      cursor_agrees (c, &cur, 0, stop, off, 1 + (x >> 8) % (size - off));
+    }
+    chain_cursor_free (&cur);
+  }
+  chain_close (c);
+}
+
 static void
 test_read_example (void **state)
 {
@@ -756,6 +828,7 @@ main (void)
     T (test_bad_names),
     T (test_find),
     T (test_status_example),
+    T (test_cursor),
     T (test_read_example),
     T (test_short_middle),
     T (test_raw_and_prealloc),
