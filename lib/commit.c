@@ -30,6 +30,7 @@ struct commit {
   unsigned flags;
   uint64_t size;                     /* T's virtual size */
   bool resumed;                      /* the switch was done by an earlier run */
+  bool rename_up;                    /* see delete_under_active */
   struct chain *tc;                  /* resumed: T's own chain, */
   unsigned tc_base;                  /* B's depth in it */
   struct chain_below below;
@@ -67,18 +68,20 @@ names_as_backing (const char *path, dev_t dev, ino_t ino)
   return yes;
 }
 
-/* Writing B corrupts any other image built on it: refuse when one is in
- * B's directory (where qemu-img and libvirt put overlays). */
+/* An image in the directory of layer `depth` that is not in the chain and
+ * names that layer as its backing file (where qemu-img and libvirt put
+ * overlays): 1 with its path in *found, 0 if none. */
 static int
-check_other_overlays (struct commit *cm)
+find_other_overlay (struct commit *cm, unsigned depth, char **found)
 {
-  struct layer *b = &cm->c->layers[cm->base];
-  char *copy = strdup (b->path), *dir, *path = NULL;
+  struct layer *l = &cm->c->layers[depth];
+  char *copy = strdup (l->path), *dir, *path = NULL;
   struct dirent *de;
   unsigned seen = 0, i;
   DIR *d;
   int r = 0;
 
+  *found = NULL;
   if (copy == NULL)
     return set_error (ENOMEM, "out of memory");
   dir = dirname (copy);
@@ -104,14 +107,31 @@ check_other_overlays (struct commit *cm)
       path = NULL;
       r = set_error (ENOMEM, "out of memory");
     }
-    else if (names_as_backing (path, b->dev, b->ino))
-      r = set_image_error (b->path, EBUSY, "is also the backing file of %s; "
-                           "committing into it would change that image "
-                           "(--force to commit anyway)", path);
+    else if (names_as_backing (path, l->dev, l->ino)) {
+      *found = path;
+      path = NULL;
+      r = 1;
+    }
   }
   closedir (d);
   free (path);
   free (copy);
+  return r;
+}
+
+/* Writing B corrupts any other image built on it: refuse. */
+static int
+check_other_overlays (struct commit *cm)
+{
+  char *other;
+  int r = find_other_overlay (cm, cm->base, &other);
+
+  if (r > 0)
+    r = set_image_error (cm->c->layers[cm->base].path, EBUSY, "is also the "
+                         "backing file of %s; committing into it would "
+                         "change that image (--force to commit anyway)",
+                         other);
+  free (other);
   return r;
 }
 
@@ -162,24 +182,134 @@ delete_one (struct layer *l)
 
 /* --delete: the files the commit made invalid, [first, stop) of chain c
  * (B at stop), after the switch is durable, each unlink durable before
- * the next. Top down when T is ACTIVE itself (top_down): the path the user
- * opens goes first, whole, and what remains stays openable. Otherwise
- * bottom up: stopped halfway, T and the layers just below it remain (the
- * lowest naming a file already deleted), and a rerun recognises them by T. */
+ * the next, bottom up: stopped halfway, T and the layers just below it
+ * remain (the lowest naming a file already deleted), and a rerun
+ * recognises them by T. */
 static int
-delete_layers (struct chain *c, unsigned first, unsigned stop, bool top_down)
+delete_layers (struct chain *c, unsigned first, unsigned stop)
 {
   unsigned i;
   int r = 0;
 
-  if (top_down) {
-    for (i = first; i < stop && r == 0; i++)
-      r = delete_one (&c->layers[i]);
-    return r;
-  }
   for (i = stop; i-- > first && r == 0;)
     r = delete_one (&c->layers[i]);
   return r;
+}
+
+static bool
+same_dir (const char *a, const char *b)
+{
+  char *ca = strdup (a), *cb = strdup (b);
+  struct stat sa, sb;
+  bool same = ca && cb && stat (dirname (ca), &sa) == 0
+    && stat (dirname (cb), &sb) == 0
+    && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+
+  free (ca);
+  free (cb);
+  return same;
+}
+
+/* Unlink layers 0..last top down: ACTIVE's path goes first, whole. */
+static int
+delete_top_down (struct commit *cm, unsigned last)
+{
+  unsigned i;
+  int r = 0;
+
+  for (i = 0; i <= last && r == 0; i++)
+    r = delete_one (&cm->c->layers[i]);
+  return r;
+}
+
+/* --delete when T is ACTIVE (layers 0..base-1 go). A layer cannot leave
+ * ACTIVE's chain and be unlinked in one step: between the two a kill
+ * leaves either a broken chain or a file no rerun can find. A rename can:
+ * the layer just above B is emptied (B holds ACTIVE's whole view, so
+ * ACTIVE reads the same), then renamed over the layer above it, and so on
+ * up over ACTIVE, which is then unlinked. At every moment ACTIVE's chain
+ * is whole, reads the same, and holds every file left to delete. Where
+ * that cannot be done (see can_rename_up), or a rename crosses file
+ * systems, the layers are unlinked top down. */
+static int
+delete_under_active (struct commit *cm)
+{
+  struct layer *e = &cm->c->layers[cm->base - 1];
+  uint64_t size = MAX (e->info.virtual_size, cm->size);
+  unsigned k;
+  bool abs_name = false;
+  int r = 0;
+
+  if (!cm->rename_up)
+    return delete_top_down (cm, cm->base - 1);
+  /* The emptied layer names B from every directory it passes through. */
+  for (k = 0; k + 1 < cm->base; k++)
+    abs_name |= !same_dir (cm->c->layers[k].path, e->path);
+  if (abs_name) {
+    char *full = realpath (cm->c->layers[cm->base].path, NULL);
+    if (full == NULL)
+      return set_image_error (cm->c->layers[cm->base].path, errno,
+                              "realpath: %m");
+    r = e->ops->set_backing (e->st, full, cm->c->layers[cm->base].ops->name);
+    free (full);
+  }
+  /* Grown first (the new part reads as zeroes, as it did past its old
+   * end), then all of it unmapped: past its old end it must read B too
+   * once it stands in for a longer layer. */
+  if (r == 0 && e->info.virtual_size < size)
+    r = e->ops->resize (e->st, size);
+  if (r == 0)
+    r = e->ops->unmap (e->st, 0, size);
+  if (r == 0)
+    r = e->ops->flush (e->st);
+  for (k = cm->base - 1; k >= 1 && r == 0; k--) {
+    const char *from = cm->c->layers[k].path, *to = cm->c->layers[k - 1].path;
+    if (rename (from, to) < 0) {
+      if (errno == EXDEV)
+        return delete_top_down (cm, k);
+      return set_image_error (from, errno, "rename over %s: %m", to);
+    }
+    if ((r = fsync_dir_of (to)) == 0 && !same_dir (from, to))
+      r = fsync_dir_of (from);
+  }
+  return r < 0 ? r : delete_one (&cm->c->layers[0]);
+}
+
+/* Whether the layer above B can be emptied and renamed up: a plain qcow2
+ * file of one name that the writer accepts, no other image built on it
+ * (it would read B instead), the layers above in directories of its file
+ * system. */
+static bool
+can_rename_up (struct commit *cm)
+{
+  struct layer *e = &cm->c->layers[cm->base - 1];
+  struct stat st, ed, d;
+  char *copy, *other = NULL;
+  unsigned k;
+  bool ok;
+  int r;
+
+  if (e->ops == &raw_format || access (e->path, W_OK) < 0
+      || (e->info.flags & (QC_INFO_BITMAPS | QC_INFO_DIRTY | QC_INFO_CORRUPT))
+      || lstat (e->path, &st) < 0 || !S_ISREG (st.st_mode)
+      || st.st_nlink != 1)
+    return false;
+  if ((copy = strdup (e->path)) == NULL)
+    return false;
+  ok = stat (dirname (copy), &ed) == 0;
+  free (copy);
+  for (k = 0; ok && k + 1 < cm->base; k++) {
+    if ((copy = strdup (cm->c->layers[k].path)) == NULL)
+      return false;
+    ok = stat (dirname (copy), &d) == 0 && d.st_dev == ed.st_dev;
+    free (copy);
+  }
+  if (!ok)
+    return false;
+  r = find_other_overlay (cm, cm->base - 1, &other);
+  free (other);
+  clear_error ();
+  return r == 0;
 }
 
 static int
@@ -188,7 +318,7 @@ finish_resumed (struct qc_job *j, struct commit *cm)
   int r = 0;
 
   if (cm->flags & QC_COMMIT_DELETE)
-    r = delete_layers (cm->tc, 0, cm->tc_base, false);
+    r = delete_layers (cm->tc, 0, cm->tc_base);
   if (r == 0)
     job_set_result (j, "%s: already committed into %s by an earlier run%s; "
                     "%s is the image to use", cm->tc->layers[0].path,
@@ -246,8 +376,8 @@ commit_finish (struct qc_job *j, bool ok)
       r = a->ops->flush (a->st);
   }
   if (r == 0 && (cm->flags & QC_COMMIT_DELETE))
-    r = delete_layers (cm->c, cm->top == 0 && keep ? 1 : cm->top, cm->base,
-                       cm->top == 0 && !keep);
+    r = cm->top == 0 && !keep ? delete_under_active (cm)
+      : delete_layers (cm->c, keep ? 1 : cm->top, cm->base);
   if (r < 0)
     return r;
   if (cm->top == 0 && !keep)
@@ -445,6 +575,12 @@ open_targets (struct commit *cm)
   if ((r = chain_reopen_writable (cm->c, cm->base)) < 0
       || (cm->top > 0 && (r = chain_reopen_writable (cm->c, cm->top - 1)) < 0)
       || (keep && (r = chain_reopen_writable (cm->c, 0)) < 0))
+    return r;
+  /* --delete with T = ACTIVE empties the layer above B (then renames it
+   * up over the rest). */
+  if (cm->top == 0 && !keep && (cm->flags & QC_COMMIT_DELETE)
+      && cm->base > 1 && (cm->rename_up = can_rename_up (cm))
+      && (r = chain_reopen_writable (cm->c, cm->base - 1)) < 0)
     return r;
   b = &cm->c->layers[cm->base];
   if (cm->base + 1 < cm->c->n) {

@@ -79,7 +79,7 @@ struct mover {
   uint32_t gran;                     /* DEST's cluster size (raw: 4 KiB) */
   struct engine *eng;
   struct data_sink sink;
-  /* Layers from..stop-1 are only read while the mover lives. */
+  /* Layers from..stop-1 are only read until mover_finish. */
   struct chain_cursor cur;
   struct slot *wslot;                /* the slot whose data DEST writes */
   int werr;                          /* first failed DEST write */
@@ -849,6 +849,8 @@ mover_finish (struct mover *m, bool ok)
   if (m->d.ops->set_data_sink && m->d.st)
     m->d.ops->set_data_sink (m->d.st, NULL);
   m->d.st = NULL;
+  /* Planning is over: the job may write the layers now (commit --delete). */
+  chain_cursor_free (&m->cur);
   return r;
 }
 

@@ -466,6 +466,76 @@ check_outcome 0 "" 0 "halfway, no --delete: the commit" commit --top snap2.qcow2
 rm snap1.qcow2
 check_outcome E "snap2.qcow2" 1 "halfway, rerun without --delete" commit --top snap2.qcow2 --base base.qcow2 active.qcow2
 
+say "--delete with T = ACTIVE across directories"
+# The layer above B is emptied and renamed up over the others, ACTIVE
+# last: in other directories (at other depths) it must still name B (by
+# B's full path), and where it is shorter (snap1, 2 MiB, under a 4 MiB
+# snap2 with data at 3 MiB) it must read B past its old end.
+dirs_chain () {
+  rm -rf "$T/dirs"; mkdir -p "$T/dirs/b" "$T/dirs/s1" "$T/dirs/s2/x"; cd "$T/dirs"
+  qimg create -f qcow2 b/base.qcow2 4M
+  qio_cmds b/base.qcow2 "write -P 0x11 0 4M"
+  qimg create -f qcow2 -b ../b/base.qcow2 -F qcow2 s1/snap1.qcow2 2M
+  qio_cmds s1/snap1.qcow2 "write -P 0x22 1M 512k"
+  qimg create -f qcow2 -b ../../s1/snap1.qcow2 -F qcow2 s2/x/snap2.qcow2 4M
+  qio_cmds s2/x/snap2.qcow2 "write -P 0x33 512k 256k" "write -P 0x34 3M 256k"
+  qimg create -f qcow2 -b s2/x/snap2.qcow2 -F qcow2 active.qcow2 4M
+  qio_cmds active.qcow2 "write -P 0x44 3584k 64k"
+}
+dirs_chain
+qimg convert -O raw active.qcow2 "$T/dirs.raw"
+check_outcome 0 "" 0 "across directories" commit --delete active.qcow2
+CHECKS=$((CHECKS + 1))
+for f in active.qcow2 s2/x/snap2.qcow2 s1/snap1.qcow2; do
+  [ ! -e "$f" ] || fail "across directories: $f was not deleted"
+done
+CHECKS=$((CHECKS + 1))
+"$QEMU_IMG" compare -q b/base.qcow2 "$T/dirs.raw" || fail "across directories: base does not hold the view"
+CHECKS=$((CHECKS + 1))
+"$QEMU_IMG" check -q b/base.qcow2 >/dev/null || fail "across directories: base not clean"
+# Killed entering the second rename: snap1 (emptied, naming B by its full
+# path) has replaced snap2 in s2/x/; active reads the same and the same
+# command finishes the job.
+if command -v strace >/dev/null &&
+   strace -o /dev/null -e trace=fsync -e inject=fsync:signal=KILL:when=1 true 2>/dev/null; then
+  dirs_chain
+  rc=0
+  { ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 strace -f -o /dev/null \
+      -e trace=rename,renameat,renameat2 \
+      -e inject=rename,renameat,renameat2:signal=KILL:when=2 \
+      "$QCHAIN" commit --delete active.qcow2 >/dev/null 2>&1 || rc=$?; } 2>/dev/null
+  CHECKS=$((CHECKS + 1))
+  [ "$rc" = 137 ] || fail "across directories: expected a kill at the second rename, exit $rc"
+  CHECKS=$((CHECKS + 1))
+  [ ! -e s1/snap1.qcow2 ] && [ -e s2/x/snap2.qcow2 ] ||
+    fail "across directories, killed: snap1 was not renamed over snap2"
+  CHECKS=$((CHECKS + 1))
+  "$QEMU_IMG" compare -q active.qcow2 "$T/dirs.raw" || fail "across directories, killed: the view of active changed"
+  CHECKS=$((CHECKS + 1))
+  "$QEMU_IMG" check -q s2/x/snap2.qcow2 >/dev/null || fail "across directories, killed: s2/x/snap2.qcow2 not clean"
+  check_outcome 0 "" 0 "across directories, killed: the rerun" commit --delete active.qcow2
+  CHECKS=$((CHECKS + 1))
+  [ ! -e active.qcow2 ] && [ ! -e s2/x/snap2.qcow2 ] ||
+    fail "across directories, killed: the rerun left files to delete"
+  CHECKS=$((CHECKS + 1))
+  "$QEMU_IMG" compare -q b/base.qcow2 "$T/dirs.raw" || fail "across directories, killed: base does not hold the view"
+fi
+# A layer above B with a second name (a hard link) is not emptied: the
+# layers are unlinked top down instead, and the other name keeps its data.
+dirs_chain
+ln s1/snap1.qcow2 s1/keep.qcow2
+qimg convert -O raw s1/snap1.qcow2 "$T/snap1.raw"
+check_outcome 0 "" 0 "hard-linked snap1" commit --delete active.qcow2
+CHECKS=$((CHECKS + 1))
+[ ! -e active.qcow2 ] && [ ! -e s2/x/snap2.qcow2 ] && [ ! -e s1/snap1.qcow2 ] ||
+  fail "hard-linked snap1: a layer was not deleted"
+CHECKS=$((CHECKS + 1))
+"$QEMU_IMG" compare -q b/base.qcow2 "$T/dirs.raw" || fail "hard-linked snap1: base does not hold the view"
+CHECKS=$((CHECKS + 1))
+"$QEMU_IMG" map --output=json s1/keep.qcow2 | grep -q '"depth": 0, .*"data": true' ||
+  fail "hard-linked snap1: its other name lost its data"
+cd "$T"
+
 say "refusals: raw ACTIVE"
 fresh v3
 qimg create -f raw r.raw 1M
