@@ -108,6 +108,10 @@ struct chain_cursor {
 };
 int chain_cursor_init (struct chain_cursor *cur, const struct chain *c);
 void chain_cursor_free (struct chain_cursor *cur);
+/* Layer d's own status at off (below its size), at most len bytes, checked
+ * and answered from cur where it can (cur may be NULL). */
+int chain_layer_status (struct chain *c, struct chain_cursor *cur, unsigned d,
+                        uint64_t off, uint64_t len, struct layer_extent *le);
 /* chain_block_status_above answered from cur where it can (cur may be
  * NULL). */
 int chain_block_status_cur (struct chain *c, struct chain_cursor *cur,

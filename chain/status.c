@@ -66,12 +66,13 @@ chain_cursor_free (struct chain_cursor *cur)
   cur->n = 0;
 }
 
-/* Layer d's status at off, from the cursor when its last answer covers
- * off: a run is uniform, and its host offsets contiguous. */
-static int
-cursor_status (struct chain_cursor *cur, unsigned d, struct layer *l,
-               uint64_t off, uint64_t len, struct layer_extent *le)
+/* From the cursor when its last answer covers off: a run is uniform, and
+ * its host offsets contiguous. */
+int
+chain_layer_status (struct chain *c, struct chain_cursor *cur, unsigned d,
+                    uint64_t off, uint64_t len, struct layer_extent *le)
 {
+  struct layer *l = &c->layers[d];
   struct chain_cursor_layer *cl;
   uint64_t skip;
   int r;
@@ -146,7 +147,7 @@ chain_block_status_cur (struct chain *c, struct chain_cursor *cur,
     /* A short backing file answers only up to its end; the overlay
      * checked that off itself is inside. */
     len = MIN (len, l->info.virtual_size - off);
-    r = cursor_status (cur, d, l, off, len, &le);
+    r = chain_layer_status (c, cur, d, off, len, &le);
     if (r < 0)
       return r;
     len = le.len;

@@ -196,18 +196,24 @@ delete_layers (struct chain *c, unsigned first, unsigned stop)
   return r;
 }
 
+/* stat of the directory holding path. */
+static bool
+stat_dir_of (const char *path, struct stat *st)
+{
+  char *copy = strdup (path);
+  bool ok = copy && stat (dirname (copy), st) == 0;
+
+  free (copy);
+  return ok;
+}
+
 static bool
 same_dir (const char *a, const char *b)
 {
-  char *ca = strdup (a), *cb = strdup (b);
   struct stat sa, sb;
-  bool same = ca && cb && stat (dirname (ca), &sa) == 0
-    && stat (dirname (cb), &sb) == 0
-    && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 
-  free (ca);
-  free (cb);
-  return same;
+  return stat_dir_of (a, &sa) && stat_dir_of (b, &sb)
+    && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
 /* Unlink layers 0..last top down: ACTIVE's path goes first, whole. */
@@ -284,28 +290,18 @@ can_rename_up (struct commit *cm)
 {
   struct layer *e = &cm->c->layers[cm->base - 1];
   struct stat st, ed, d;
-  char *copy, *other = NULL;
+  char *other = NULL;
   unsigned k;
-  bool ok;
   int r;
 
   if (e->ops == &raw_format || access (e->path, W_OK) < 0
       || (e->info.flags & (QC_INFO_BITMAPS | QC_INFO_DIRTY | QC_INFO_CORRUPT))
       || lstat (e->path, &st) < 0 || !S_ISREG (st.st_mode)
-      || st.st_nlink != 1)
+      || st.st_nlink != 1 || !stat_dir_of (e->path, &ed))
     return false;
-  if ((copy = strdup (e->path)) == NULL)
-    return false;
-  ok = stat (dirname (copy), &ed) == 0;
-  free (copy);
-  for (k = 0; ok && k + 1 < cm->base; k++) {
-    if ((copy = strdup (cm->c->layers[k].path)) == NULL)
+  for (k = 0; k + 1 < cm->base; k++)
+    if (!stat_dir_of (cm->c->layers[k].path, &d) || d.st_dev != ed.st_dev)
       return false;
-    ok = stat (dirname (copy), &d) == 0 && d.st_dev == ed.st_dev;
-    free (copy);
-  }
-  if (!ok)
-    return false;
   r = find_other_overlay (cm, cm->base - 1, &other);
   free (other);
   clear_error ();

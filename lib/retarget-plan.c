@@ -10,42 +10,6 @@
 #include "rounding.h"
 #include "retarget.h"
 
-/* ---- one layer's allocation, at increasing offsets ---- */
-
-/* The extent a layer last answered, kept so that a deep chain asks each
- * layer about each of its extents once, not once per extent above it. */
-struct lcur {
-  uint64_t start, end;
-  struct layer_extent le;
-};
-
-/* The extent of layer d at off (off below its size), from off on. */
-static int
-layer_at (struct chain *c, struct lcur *cur, unsigned d, uint64_t off,
-          uint64_t limit, struct layer_extent *out)
-{
-  struct layer *l = &c->layers[d];
-  struct lcur *k = &cur[d];
-  uint64_t len = MIN (l->info.virtual_size, limit) - off;
-  int r;
-
-  if (off < k->start || off >= k->end) {
-    memset (&k->le, 0, sizeof k->le);
-    if ((r = l->ops->status (l->st, off, len, &k->le)) < 0)
-      return r;
-    if (k->le.len == 0 || k->le.len > len)
-      return set_image_error (l->path, EIO, "format driver answered %"
-                              PRIu64 " bytes for a %" PRIu64 "-byte status "
-                              "query at %" PRIu64, k->le.len, len, off);
-    k->start = off;
-    k->end = off + k->le.len;
-  }
-  *out = k->le;
-  out->len = k->end - off;
-  out->host_off += off - k->start;
-  return 0;
-}
-
 /* ---- a view over layers depth..stop-1 ---- */
 
 enum vclass {
@@ -56,7 +20,8 @@ enum vclass {
 
 struct vwalk {
   struct chain *c;     /* NULL: an empty view (zeroes) */
-  struct lcur *cur;    /* c's layer cursors */
+  struct chain_cursor *cur;  /* c's layer cursors: a deep chain is asked
+                                about each layer's extent once */
   unsigned depth, stop;
   uint64_t limit;      /* nothing at or past it is asked */
   uint64_t start, end; /* the run last classified */
@@ -66,7 +31,7 @@ struct vwalk {
 };
 
 static void
-vwalk_init (struct vwalk *w, struct chain *c, struct lcur *cur,
+vwalk_init (struct vwalk *w, struct chain *c, struct chain_cursor *cur,
             unsigned depth, unsigned stop, uint64_t limit)
 {
   memset (w, 0, sizeof *w);
@@ -89,7 +54,9 @@ vwalk_classify (struct vwalk *w, uint64_t off)
   int r;
 
   for (d = w->depth;; d++) {
-    if ((r = layer_at (c, w->cur, d, off, w->limit, &le)) < 0)
+    if ((r = chain_layer_status (c, w->cur, d, off,
+                                 MIN (c->layers[d].info.virtual_size,
+                                      w->limit) - off, &le)) < 0)
       return r;
     run = MIN (run, le.len);
     if (le.type != EXT_UNALLOC) {
@@ -154,7 +121,7 @@ vwalk_source (const struct vwalk *w, uint64_t off, struct prange *p)
 
 struct planner {
   struct retarget *rt;
-  struct lcur *cur, *ncur;  /* layer cursors of c and nc */
+  struct chain_cursor cur, ncur;  /* layer cursors of c and nc */
   struct vwalk old;    /* IMAGE's backing view (down to `keep` only,
                           when that layer stays) */
   struct vwalk below;  /* the view of layer `keep` */
@@ -377,8 +344,8 @@ void
 retarget_plan_free (struct retarget *rt)
 {
   if (rt->pl) {
-    free (rt->pl->cur);
-    free (rt->pl->ncur);
+    chain_cursor_free (&rt->pl->cur);
+    chain_cursor_free (&rt->pl->ncur);
     free (rt->pl);
     rt->pl = NULL;
   }
@@ -392,19 +359,21 @@ retarget_plan_start (struct retarget *rt)
 {
   bool other = rt->mode == RT_REBASE_OTHER;
   struct planner *pl;
+  int r;
 
   /* Nothing above the layer that stays: nothing to move. */
   if (rt->mode == RT_NAME_ONLY || (!other && rt->keep <= 1))
     return 0;
-  if ((pl = rt->pl = calloc (1, sizeof *pl)) == NULL
-      || (pl->cur = calloc (rt->c->n, sizeof *pl->cur)) == NULL
-      || (rt->nc && (pl->ncur = calloc (rt->nc->n, sizeof *pl->ncur)) == NULL))
+  if ((pl = rt->pl = calloc (1, sizeof *pl)) == NULL)
     return set_error (ENOMEM, "out of memory");
+  if ((r = chain_cursor_init (&pl->cur, rt->c)) < 0
+      || (rt->nc && (r = chain_cursor_init (&pl->ncur, rt->nc)) < 0))
+    return r;
   pl->rt = rt;
-  vwalk_init (&pl->old, rt->c, pl->cur, 1, other ? rt->c->n : rt->keep,
+  vwalk_init (&pl->old, rt->c, &pl->cur, 1, other ? rt->c->n : rt->keep,
               rt->size);
-  vwalk_init (&pl->below, rt->c, pl->cur, rt->keep, rt->c->n, rt->size);
-  vwalk_init (&pl->new, rt->nc, pl->ncur, 0, rt->nc ? rt->nc->n : 0,
+  vwalk_init (&pl->below, rt->c, &pl->cur, rt->keep, rt->c->n, rt->size);
+  vwalk_init (&pl->new, rt->nc, &pl->ncur, 0, rt->nc ? rt->nc->n : 0,
               rt->size);
   return retarget_plan_more (rt);
 }

@@ -53,6 +53,19 @@ qcow2_l2_cache_limit (struct qcow2_l2_cache *c, unsigned n)
   c->last_hit = 0;
 }
 
+uint32_t
+qcow2_cache_slice (const struct qcow2_state *s, unsigned *bits)
+{
+  uint32_t slice = s->cluster_size;
+
+  if (!(s->flags & FMT_OPEN_WRITE))
+    while (slice > QCOW2_L2_SLICE) {
+      slice >>= 1;
+      --*bits;
+    }
+  return slice;
+}
+
 void
 qcow2_l2_cache_free (struct qcow2_l2_cache *c)
 {

@@ -35,19 +35,11 @@ load_l1 (struct qcow2_state *s)
   return 0;
 }
 
-/* Only a writer needs whole tables (it copies and writes them back). */
 static int
 l2_cache_init (struct qcow2_state *s)
 {
-  uint32_t slice = s->cluster_size;
-
   s->l2_slice_bits = s->l2_bits;
-  if (!(s->flags & FMT_OPEN_WRITE))
-    while (slice > QCOW2_L2_SLICE) {
-      slice >>= 1;
-      s->l2_slice_bits--;
-    }
-  return qcow2_l2_cache_init (&s->l2, slice);
+  return qcow2_l2_cache_init (&s->l2, qcow2_cache_slice (s, &s->l2_slice_bits));
 }
 
 static int

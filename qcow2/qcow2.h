@@ -348,6 +348,11 @@ void qcow2_l2_cache_free (struct qcow2_l2_cache *c);
 /* Keep at most n tables (at least the minimum); a cache holding dirty
  * tables is left as it is. */
 void qcow2_l2_cache_limit (struct qcow2_l2_cache *c, unsigned n);
+/* The bytes to cache of each table of cluster_size bytes holding 2^*bits
+ * entries: the whole table for a writer (it copies and writes tables
+ * back), else slices of at most QCOW2_L2_SLICE; *bits becomes log2 of the
+ * entries in one. */
+uint32_t qcow2_cache_slice (const struct qcow2_state *s, unsigned *bits);
 /* The table at host offset off (already validated), read on a miss. */
 int qcow2_l2_cache_get (struct qcow2_l2_cache *c, struct io *io, uint64_t off,
                         const unsigned char **table);

@@ -94,14 +94,8 @@ qcow2_refcount_init (struct qcow2_state *s)
     }
   if (s->rb_ready)
     return 0;
-  /* Read-only, blocks are cached in slices as L2 tables are. */
-  slice = s->cluster_size;
   s->rb_slice_bits = block_bits (s);
-  if (!(s->flags & FMT_OPEN_WRITE))
-    while (slice > QCOW2_L2_SLICE) {
-      slice >>= 1;
-      s->rb_slice_bits--;
-    }
+  slice = qcow2_cache_slice (s, &s->rb_slice_bits);
   n = REFBLOCK_CACHE_BYTES / slice;
   r = qcow2_l2_cache_init_n (&s->rb, slice, MIN (n, REFBLOCK_CACHE_MAX_SLOTS));
   if (r < 0)

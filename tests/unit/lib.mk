@@ -25,8 +25,6 @@ TESTS += tests/unit/test-lock
 tests_unit_test_lock_SOURCES = tests/unit/test-lock.c
 tests_unit_test_lock_CFLAGS = $(TEST_UNIT_CFLAGS)
 tests_unit_test_lock_LDADD = $(TEST_UNIT_LDADD)
-endif
-if HAVE_CMOCKA
 check_PROGRAMS += tests/unit/test-retarget
 TESTS += tests/unit/test-retarget
 tests_unit_test_retarget_SOURCES = tests/unit/test-retarget.c
