@@ -84,23 +84,30 @@ struct job_args {
   int progress;                      /* JOB_PROGRESS_* */
   bool say_result;                   /* print the job's result line (stdout;
                                         with --progress=json as {"result"}) */
-  unsigned flags;                    /* QC_JOB_DIRECT */
+  unsigned flags;                    /* QC_JOB_DIRECT, _DIRECT_WRITES,
+                                        _BUFFERED */
 };
 
 /* getopt_long ids for job_args (add "p" to the short options). */
 #define JOB_OPT_BANDWIDTH 0x180
 #define JOB_OPT_PROGRESS  0x181
 #define JOB_OPT_DIRECT    0x182
+#define JOB_OPT_CACHE     0x183
 #define JOB_LONG_OPTS \
   { "bandwidth", required_argument, NULL, JOB_OPT_BANDWIDTH }, \
   { "progress", required_argument, NULL, JOB_OPT_PROGRESS }, \
-  { "direct", no_argument, NULL, JOB_OPT_DIRECT }
+  { "direct", no_argument, NULL, JOB_OPT_DIRECT }, \
+  { "cache", required_argument, NULL, JOB_OPT_CACHE }
 #define JOB_OPTS_HELP \
   "  --bandwidth R        limit to R MiB/s; with a suffix (K, M, G) bytes/s\n" \
   "  -p                   progress bar on a terminal (stderr)\n" \
   "  --progress=json      one JSON object per line on stdout:\n" \
   "                       {\"cur\":N,\"end\":N,\"rate\":N,\"elapsed\":S}\n" \
-  "  --direct             O_DIRECT I/O: cold data stays out of the page cache\n"
+  "  --cache=MODE         auto (default): what the job writes bypasses the\n" \
+  "                       page cache (O_DIRECT) when it moves 64 MiB or more;\n" \
+  "                       direct-writes: always; buffered: never; direct:\n" \
+  "                       reads too (cold data stays out of the cache)\n" \
+  "  --direct             the same as --cache=direct\n"
 
 /* Handle a job option (c from getopt); 1 if handled, 0 if not, -1 after
  * printing a usage error. */

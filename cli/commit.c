@@ -9,7 +9,7 @@
 static const char commit_help[] =
   "Usage: qchain commit [--top T] [--base B] [--shallow] [--delete]\n"
   "                     [--keep-active] [--force] [--bandwidth R]\n"
-  "                     [-p | --progress=json] [--no-uring] [--direct]\n"
+  "                     [-p | --progress=json] [--no-uring] [--cache=MODE]\n"
   "                     [-f FMT] ACTIVE\n"
   "Merge what T and the layers between T and B hold into B (default: T is\n"
   "ACTIVE, B the bottom of its chain). When T is below ACTIVE, the image\n"

@@ -10,7 +10,7 @@
 static const char copy_help[] =
   "Usage: qchain copy [--shallow] [--raw | -O FMT] [--reuse-existing] [-o OPTS]\n"
   "                   [--compress[=zlib|zstd]] [--bandwidth R]\n"
-  "                   [-p | --progress=json] [--no-uring] [--direct] [-f FMT]\n"
+  "                   [-p | --progress=json] [--no-uring] [--cache=MODE] [-f FMT]\n"
   "                   SRC DEST\n"
   "Copy the guest view of SRC's chain into DEST (libvirt's block copy).\n"
   "By default DEST is new, in SRC's format, with no backing file. A new DEST\n"

@@ -96,8 +96,29 @@ job_arg (const char *cmd, struct job_args *ja, int c, const char *arg)
     ja->progress = JOB_PROGRESS_JSON;
     return 1;
   case JOB_OPT_DIRECT:
-    ja->flags |= QC_JOB_DIRECT;
+    arg = "direct";
+    /* fall through */
+  case JOB_OPT_CACHE: {
+    static const struct { const char *name; unsigned flag; } modes[] = {
+      { "auto", 0 }, { "direct-writes", QC_JOB_DIRECT_WRITES },
+      { "buffered", QC_JOB_BUFFERED }, { "direct", QC_JOB_DIRECT },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof modes / sizeof modes[0]; i++)
+      if (strcmp (arg, modes[i].name) == 0)
+        break;
+    if (i == sizeof modes / sizeof modes[0]) {
+      usage_error (cmd, "--cache=%s: auto, direct-writes, buffered or direct",
+                   arg);
+      return -1;
+    }
+    /* The last one given wins, as with other repeated options. */
+    ja->flags &= ~(unsigned) (QC_JOB_DIRECT | QC_JOB_DIRECT_WRITES
+                              | QC_JOB_BUFFERED);
+    ja->flags |= modes[i].flag;
     return 1;
+  }
   }
   return 0;
 }

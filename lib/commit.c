@@ -616,10 +616,11 @@ start (struct commit *cm, const char *active, const char *base,
   {
     struct move_params p = {
       .src = cm->c, .from = cm->top, .stop = cm->base, .size = cm->size,
-      .zeroes = true, .flags = cm->flags & (QC_JOB_NO_URING | QC_JOB_DIRECT),
+      .zeroes = true, .flags = cm->flags & QC_JOB_IO_FLAGS,
     };
     struct move_dest d = {
-      .name = b->path, .ops = b->ops, .st = b->st, .fd = b->io->fd,
+      .name = b->path, .ops = b->ops, .st = b->st, .io = b->io,
+      .fd = b->io->fd,
       .under = true, .as_is = true,
     };
     r = mover_new (&p, &d, &cm->mv);
@@ -642,8 +643,12 @@ qc_commit_start (const char *active, const char *base, const char *top,
     return NULL;
   }
   if (flags & ~(QC_COMMIT_SHALLOW | QC_COMMIT_DELETE | QC_COMMIT_KEEP_ACTIVE
-                | QC_COMMIT_FORCE | QC_JOB_NO_URING | QC_JOB_DIRECT)) {
+                | QC_COMMIT_FORCE | QC_JOB_IO_FLAGS)) {
     public_error (set_error (EINVAL, "unknown commit flags 0x%x", flags));
+    return NULL;
+  }
+  if (job_check_io_flags (flags) < 0) {
+    public_error (-EINVAL);
     return NULL;
   }
   if ((cm = calloc (1, sizeof *cm)) == NULL) {

@@ -337,8 +337,10 @@ check_flags (struct copy *cp, const char *dest_options)
 
   if (f & ~(QC_COPY_SHALLOW | QC_COPY_REUSE_EXT | QC_COPY_RAW
             | QC_COPY_COMPRESS_ZLIB | QC_COPY_COMPRESS_ZSTD | QC_COPY_QCOW2
-            | QC_JOB_NO_URING | QC_JOB_DIRECT))
+            | QC_JOB_IO_FLAGS))
     return set_error (EINVAL, "unknown copy flags 0x%x", f);
+  if (job_check_io_flags (f) < 0)
+    return -EINVAL;
   if ((f & QC_COPY_QCOW2) && raw)
     return set_error (EINVAL, "DEST cannot be both raw and qcow2");
   if ((f & QC_COPY_COMPRESS_ZLIB) && (f & QC_COPY_COMPRESS_ZSTD))
@@ -399,10 +401,10 @@ start_mover (struct copy *cp)
   struct move_params p = {
     .src = cp->src, .from = 0, .stop = shallow ? 1 : cp->src->n,
     .size = cp->size, .zeroes = shallow,
-    .flags = cp->flags & (QC_JOB_NO_URING | QC_JOB_DIRECT),
+    .flags = cp->flags & QC_JOB_IO_FLAGS,
   };
   struct move_dest d = {
-    .name = cp->dest, .ops = cp->dops, .st = cp->dst,
+    .name = cp->dest, .ops = cp->dops, .st = cp->dst, .io = cp->dio,
     .fd = cp->dio ? cp->dio->fd : -1, .under = cp->under,
     .compress = cp->compress,
   };

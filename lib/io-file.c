@@ -11,8 +11,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checked-overflow.h"
 #include "errors.h"
 #include "io.h"
+#include "rounding.h"
+
+/* The steps a file grows by ahead of direct writes: an eighth of its size,
+ * at least 8 MiB (a small job grows it little) and at most 256 MiB (each
+ * fallocate waits for the direct writes in flight). */
+#define GROW_MIN (8ull << 20)
+#define GROW_MAX (256ull << 20)
 
 /* The O_DIRECT descriptor for an aligned request, else the buffered one. */
 static int
@@ -23,13 +31,62 @@ pick_fd (const struct io *io, const void *p, size_t n, uint64_t off)
   return io->fd;
 }
 
+void
+io_dio_reserve (struct io *io, uint64_t end)
+{
+  struct stat st;
+  uint64_t to;
+
+  if (io->fd < 0 || io->grow_failed)
+    return;
+  if (!io->growing) {
+    if (fstat (io->fd, &st) < 0 || !S_ISREG (st.st_mode)) {
+      io->grow_failed = true;
+      return;
+    }
+    io->growing = true;
+    io->grown = io->end = (uint64_t) st.st_size;
+  }
+  if (end > io->end)
+    io->end = end;
+  if (end <= io->grown)
+    return;
+  if (ADD_OVERFLOW (io->grown, MIN (MAX (io->grown / 8, GROW_MIN), GROW_MAX),
+                    &to) || to > (UINT64_MAX >> 2) || end > (UINT64_MAX >> 2))
+    return;
+  to = ROUND_UP (MAX (to, end), (uint64_t) 1 << 20);
+  /* Unwritten extents: writes into them are overwrites, which the file
+   * system lets run in parallel and complete asynchronously. Without
+   * fallocate, a sparse size does nearly as well. */
+  if (fallocate (io->fd, 0, (off_t) io->grown, (off_t) (to - io->grown)) < 0
+      && (errno != EOPNOTSUPP || ftruncate (io->fd, (off_t) to) < 0)) {
+    /* No room to spare, say: the writes extend the file themselves. */
+    io->grow_failed = true;
+    return;
+  }
+  io->grown = to;
+}
+
+/* Cut a file grown ahead back to the size its writers know. */
+static int
+cut_back (struct io *io)
+{
+  if (!io->growing || io->grown <= io->end)
+    return 0;
+  if (ftruncate (io->fd, (off_t) io->end) < 0)
+    return set_image_error (io->name, errno, "truncate to %" PRIu64 ": %m",
+                            io->end);
+  io->grown = io->end;
+  return 0;
+}
+
 static int
 file_pread (struct io *io, void *buf, size_t n, uint64_t off)
 {
   char *p = buf;
 
   while (n > 0) {
-    int fd = pick_fd (io, p, n, off);
+    int fd = io->dio_reads ? pick_fd (io, p, n, off) : io->fd;
     ssize_t r = pread (fd, p, n, (off_t) off);
     /* A device with a larger logical block than IO_DIO_ALIGN refuses
      * the direct request: the buffered descriptor takes it. */
@@ -57,6 +114,10 @@ file_pwrite (struct io *io, const void *buf, size_t n, uint64_t off)
 {
   const char *p = buf;
 
+  if (pick_fd (io, p, n, off) != io->fd)
+    io_dio_reserve (io, off + n);
+  else
+    io_note_end (io, off + n);
   while (n > 0) {
     int fd = pick_fd (io, p, n, off);
     ssize_t r = pwrite (fd, p, n, (off_t) off);
@@ -78,6 +139,10 @@ file_pwrite (struct io *io, const void *buf, size_t n, uint64_t off)
 static int
 file_flush (struct io *io)
 {
+  int r = cut_back (io);
+
+  if (r < 0)
+    return r;
   if (fdatasync (io->fd) < 0)
     return set_image_error (io->name, errno, "flush: %m");
   return 0;
@@ -98,6 +163,9 @@ file_get_size (struct io *io, uint64_t *size)
   }
   else
     *size = (uint64_t) st.st_size;
+  /* What lies past the writers' end was only grown ahead. */
+  if (io->growing && *size > io->end)
+    *size = io->end;
   return 0;
 }
 
@@ -107,6 +175,8 @@ file_truncate (struct io *io, uint64_t size)
   if (ftruncate (io->fd, (off_t) size) < 0)
     return set_image_error (io->name, errno, "truncate to %" PRIu64 ": %m",
                             size);
+  if (io->growing)
+    io->grown = io->end = size;
   return 0;
 }
 
@@ -118,8 +188,10 @@ file_zero (struct io *io, uint64_t off, uint64_t len)
   if (fallocate (io->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                  (off_t) off, (off_t) len) == 0)
     return 0;
-  if (fallocate (io->fd, FALLOC_FL_ZERO_RANGE, (off_t) off, (off_t) len) == 0)
+  if (fallocate (io->fd, FALLOC_FL_ZERO_RANGE, (off_t) off, (off_t) len) == 0) {
+    io_note_end (io, off + len);
     return 0;
+  }
   while (len > 0) {
     size_t n = len < sizeof zeroes ? (size_t) len : sizeof zeroes;
     int r = file_pwrite (io, zeroes, n, off);
@@ -182,6 +254,10 @@ file_allocated (struct io *io, uint64_t *bytes)
 static void
 file_close (struct io *io)
 {
+  /* Unflushed (an error path): nothing is durable anyway, but the file
+   * is left as its writers know it. */
+  if (io->fd >= 0)
+    (void) cut_back (io);
   if (io->dfd >= 0)
     close (io->dfd);
   if (io->fd >= 0)
@@ -286,6 +362,15 @@ io_set_direct (struct io *io)
 {
   if (io->fd >= 0 && io->dfd < 0)
     io->dfd = io_reopen_direct (io->fd, io->writable ? O_RDWR : O_RDONLY);
+  io->dio_reads = true;
+}
+
+bool
+io_set_direct_writes (struct io *io)
+{
+  if (io->fd >= 0 && io->dfd < 0 && io->writable)
+    io->dfd = io_reopen_direct (io->fd, O_RDWR);
+  return io->dfd >= 0 && io->writable;
 }
 
 int

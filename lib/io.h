@@ -34,6 +34,13 @@ struct io {
   bool writable;
   int fd;               /* -1 when not a file */
   int dfd;              /* the same file opened O_DIRECT, or -1 */
+  bool dio_reads;       /* reads go through dfd too, not only writes */
+  /* Grown ahead of direct writes (io_dio_reserve): `grown` is the size the
+   * file was given, `end` the size its writers know (the size before the
+   * first growth, or the end of a later write); a flush cuts the file back
+   * to `end`. */
+  bool growing, grow_failed;
+  uint64_t grown, end;
 };
 
 /* Offset, length and buffer alignment for requests that go O_DIRECT. */
@@ -58,6 +65,25 @@ int io_reopen_direct (int fd, int mode);
  * buffer bypass the page cache (cold data a job should not cache); the
  * rest stay buffered. A file system without O_DIRECT leaves io as it was. */
 void io_set_direct (struct io *io);
+/* From now on, aligned writes bypass the page cache; reads stay buffered
+ * (they read what the writes left: the kernel keeps the two coherent).
+ * Returns whether they do (false: no O_DIRECT on this file system). */
+bool io_set_direct_writes (struct io *io);
+/* Before a direct write that ends at `end` and that does not go through
+ * io_pwrite (an engine request on io->dfd): a write past the file's end
+ * would wait for the disk under the inode lock, so a regular file is
+ * grown ahead by fallocate, in steps growing with the file. Only a hint:
+ * a file that cannot grow is written all the same. */
+void io_dio_reserve (struct io *io, uint64_t end);
+/* Any other write that did not go through io (copy_file_range, engine
+ * requests on io->fd) ending at `end`: the cut-back at the next flush
+ * must keep it. */
+static inline void
+io_note_end (struct io *io, uint64_t end)
+{
+  if (io->growing && end > io->end)
+    io->end = end;
+}
 /* fsync the directory dir (a rename or unlink in it made durable). */
 int io_fsync_dir (const char *dir);
 /* An in-memory image holding a copy of data[0..len). */

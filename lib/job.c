@@ -41,6 +41,18 @@ drain (struct qc_job *j)
 }
 
 int
+job_check_io_flags (unsigned flags)
+{
+  unsigned modes = flags & (QC_JOB_DIRECT | QC_JOB_DIRECT_WRITES
+                            | QC_JOB_BUFFERED);
+
+  if (modes & (modes - 1))
+    return set_error (EINVAL, "direct, direct-writes and buffered I/O "
+                      "exclude each other");
+  return 0;
+}
+
+int
 job_new (enum qc_job_type type, const struct job_ops *ops, void *priv,
          uint64_t bandwidth, struct qc_job **out)
 {

@@ -41,6 +41,27 @@ struct qc_job {
   char *errmsg;                  /* message of the failure */
 };
 
+/* From this many bytes to move on, a job's writes bypass the page cache
+ * unless told otherwise: filling the cache costs more than the disk (a
+ * 2 GiB deep copy: 1.1 s direct, 0.8-5 s through the cache on a VM whose
+ * free memory the host takes back), and a job this big would evict what
+ * others cache. Smaller jobs write scattered small pieces, which the
+ * cache gathers better (64-layer commit, 30 MiB: 45 ms cached, 60 ms
+ * direct). */
+#define JOB_DIRECT_AUTO_MIN (64ull << 20)
+
+/* Whether a job that will move `bytes` writes past the page cache. */
+static inline bool
+job_direct_writes (unsigned flags, uint64_t bytes)
+{
+  if (flags & (QC_JOB_DIRECT | QC_JOB_DIRECT_WRITES))
+    return true;
+  return !(flags & QC_JOB_BUFFERED) && bytes >= JOB_DIRECT_AUTO_MIN;
+}
+
+/* 0, or -EINVAL (after set_error) for more than one I/O mode in flags. */
+int job_check_io_flags (unsigned flags);
+
 /* A new running job; takes ownership of priv (freed by ops->free). */
 int job_new (enum qc_job_type type, const struct job_ops *ops, void *priv,
              uint64_t bandwidth, struct qc_job **out);

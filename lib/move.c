@@ -89,7 +89,7 @@ struct mover {
   uint64_t kicked;                   /* bytes write-back was started on */
   bool direct;
   int *dfd;                          /* O_DIRECT fds per layer, -1 = none */
-  int ddfd;                          /* DEST's O_DIRECT fd */
+  int ddfd;                          /* DEST's O_DIRECT fd (its io's) */
   /* plan: a batch of ranges; plan_pos is where the next batch starts */
   struct range *plan;
   size_t nplan, next;
@@ -514,13 +514,18 @@ sink_engine (struct mover *m, struct slot *s, const void *buf, size_t n,
   while (engine_slots (m->eng) == 0)
     if ((r = engine_wait (m->eng, 1)) < 0)
       return set_error (-r, "I/O engine: %s", strerror (-r));
-  if (m->ddfd >= 0 && io_dio_aligned (buf, n, off))
+  if (m->ddfd >= 0 && io_dio_aligned (buf, n, off)) {
     fd = m->ddfd;
+    io_dio_reserve (m->d.io, off + n);
+  }
+  else if (m->d.io)
+    io_note_end (m->d.io, off + n);
   r = engine_write (m->eng, fd, buf, n, off, write_done, s);
   if (r < 0)
     return set_image_error (m->d.name, -r, "write: %s", strerror (-r));
   s->pending++;
-  note_written (m, off, n);
+  if (fd != m->ddfd)                 /* else nothing to write back */
+    note_written (m, off, n);
   return 0;
 }
 
@@ -533,6 +538,8 @@ copy_range (struct mover *m, unsigned layer, uint64_t host, size_t n,
   int sfd = m->p.src->layers[layer].io->fd;
   loff_t in = (loff_t) host, out = (loff_t) off;
 
+  if (m->d.io)
+    io_note_end (m->d.io, off + n);
   while (n > 0) {
     ssize_t k = copy_file_range (sfd, &in, m->d.fd, &out, n, 0);
     if (k < 0 && errno == EINTR)
@@ -756,8 +763,6 @@ setup_direct (struct mover *m)
     m->dfd[i] = i >= m->p.from && i < m->p.stop && fd >= 0
       ? io_reopen_direct (fd, O_RDONLY) : -1;
   }
-  if (m->d.fd >= 0)
-    m->ddfd = io_reopen_direct (m->d.fd, O_WRONLY);
   return 0;
 }
 
@@ -822,9 +827,17 @@ mover_new (const struct move_params *p, const struct move_dest *d,
     mover_free (m);
     return r;
   }
+  /* Past the page cache when the job is big (or told to): its first
+   * batch, or more than a batch. */
+  if (d->io && d->fd >= 0
+      && job_direct_writes (p->flags, m->plan_pos < m->walk_end
+                            ? UINT64_MAX : m->planned)
+      && io_set_direct_writes (d->io))
+    m->ddfd = d->io->dfd;
   /* Kernel copies where DEST's view below is kept (nothing to detect
    * zeroes for) and the page cache is used anyway. */
-  m->cfr = d->as_is && d->under && !d->compress && !m->direct && d->fd >= 0;
+  m->cfr = d->as_is && d->under && !d->compress && m->ddfd < 0
+    && d->fd >= 0;
   if (d->fd >= 0 && d->ops->set_data_sink) {
     m->sink = (struct data_sink) { sink_write, sink_drain, m };
     d->ops->set_data_sink (d->st, &m->sink);
@@ -869,8 +882,6 @@ mover_free (struct mover *m)
     for (i = 0; i < m->p.src->n; i++)
       if (m->dfd[i] >= 0)
         close (m->dfd[i]);
-  if (m->ddfd >= 0)
-    close (m->ddfd);
   free (m->dfd);
   free (m->fsize);
   free (m->plan);

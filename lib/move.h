@@ -29,6 +29,7 @@ struct move_dest {
   const char *name;              /* DEST, for messages */
   const struct format_ops *ops;
   void *st;                      /* opened with FMT_OPEN_WRITE */
+  struct io *io;                 /* DEST's io (its file), or NULL */
   int fd;                        /* DEST's file, for the engine; -1 = none */
   bool under;
   bool compress;                 /* whole clusters through pwrite_compressed */

@@ -36,15 +36,17 @@ qc_pull_start (const char *image, const char *base, uint64_t bandwidth,
                unsigned flags, const struct qc_open_opts *opts)
 {
   struct retarget_params p = { .type = QC_JOB_PULL, .mode = RT_PULL,
-                               .direct = (flags & QC_JOB_DIRECT) != 0 };
+                               .io_flags = flags & QC_JOB_IO_FLAGS };
   struct qc_job *j = NULL;
   int r;
 
   clear_error ();
   if (image == NULL || *image == '\0')
     r = set_error (EINVAL, "pull needs an image");
-  else if (flags & ~(QC_JOB_NO_URING | QC_JOB_DIRECT))
+  else if (flags & ~QC_JOB_IO_FLAGS)
     r = set_error (EINVAL, "unknown pull flags 0x%x", flags);
+  else if ((r = job_check_io_flags (flags)) < 0)
+    ;
   else if ((r = retarget_open_image (image, opts, false, &p.c)) == 0) {
     p.keep = p.c->n;
     if (base != NULL && *base != '\0')

@@ -250,7 +250,15 @@ enum qc_job_state {
 
 /* flags for every job */
 #define QC_JOB_NO_URING        (1u << 16)  /* use pread/pwrite, not io_uring */
-#define QC_JOB_DIRECT          (1u << 17)  /* O_DIRECT data I/O */
+#define QC_JOB_DIRECT          (1u << 17)  /* O_DIRECT data reads and writes */
+/* Where the data a job writes goes. By default it bypasses the page cache
+ * (O_DIRECT) when the job moves at least 64 MiB, and goes through it when
+ * less. DIRECT_WRITES: always bypass (reads stay cached); BUFFERED: never,
+ * reads or writes. At most one of DIRECT, DIRECT_WRITES and BUFFERED. */
+#define QC_JOB_DIRECT_WRITES   (1u << 18)
+#define QC_JOB_BUFFERED        (1u << 19)
+#define QC_JOB_IO_FLAGS (QC_JOB_NO_URING | QC_JOB_DIRECT | QC_JOB_DIRECT_WRITES \
+                         | QC_JOB_BUFFERED)
 
 struct qc_job;
 

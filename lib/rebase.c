@@ -232,15 +232,17 @@ qc_rebase_start (const char *image, const char *new_base,
   struct rebase_args a = { image, new_base ? new_base : "", new_base_format,
                            flags, opts };
   struct retarget_params p = { .type = QC_JOB_REBASE,
-                               .direct = (flags & QC_JOB_DIRECT) != 0 };
+                               .io_flags = flags & QC_JOB_IO_FLAGS };
   struct qc_job *j = NULL;
   int r;
 
   clear_error ();
   if (image == NULL || *image == '\0')
     r = set_error (EINVAL, "rebase needs an image");
-  else if (flags & ~(QC_REBASE_UNSAFE | QC_JOB_NO_URING | QC_JOB_DIRECT))
+  else if (flags & ~(QC_REBASE_UNSAFE | QC_JOB_IO_FLAGS))
     r = set_error (EINVAL, "unknown rebase flags 0x%x", flags);
+  else if ((r = job_check_io_flags (flags)) < 0)
+    ;
   else if ((r = rebase_prepare (&a, &p)) == 0)
     r = retarget_start (&p, bandwidth, &j);
   if (r < 0) {

@@ -76,6 +76,8 @@ kick_writeback (struct rtjob *x)
   /* Only the part of the file that grew since (new clusters are
    * appended): a whole-file request walks all of it every time, which
    * measured slower than no request at all. */
+  if (x->rt.direct_writes)          /* nothing cached to write back */
+    return;
   if (writeback_due (x->unkicked, x->kicked) && fd >= 0
       && fstat (fd, &st) == 0) {
     uint64_t end = (uint64_t) st.st_size;
@@ -336,6 +338,7 @@ rt_setup (struct rtjob *x)
   struct retarget *rt = &x->rt;
   struct layer *l = &rt->c->layers[0];
   void *ob, *nb;
+  int r;
 
   rt->size = l->info.virtual_size;
   rt->gran = l->info.cluster_size ? l->info.cluster_size : 4096;
@@ -351,7 +354,7 @@ rt_setup (struct rtjob *x)
   x->nbuf = nb;
   if (ob == NULL || nb == NULL)
     return set_error (ENOMEM, "out of memory");
-  if (rt->direct) {
+  if (rt->io_flags & QC_JOB_DIRECT) {
     set_direct (rt->c);
     set_direct (rt->nc);
   }
@@ -360,7 +363,13 @@ rt_setup (struct rtjob *x)
    * the backing file IMAGE is about to get, not just unallocated ranges. */
   chain_backing_reader (rt->c, 0, &x->below, &x->br);
   l->ops->set_backing_reader (l->st, &x->br);
-  return retarget_plan_start (rt);
+  if ((r = retarget_plan_start (rt)) < 0)
+    return r;
+  /* A plan longer than a batch is a big job whatever its first batch. */
+  if (job_direct_writes (rt->io_flags, retarget_plan_done (rt)
+                         ? rt->planned_bytes : UINT64_MAX))
+    rt->direct_writes = io_set_direct_writes (l->io);
+  return 0;
 }
 
 int
@@ -382,7 +391,7 @@ retarget_start (struct retarget_params *p, uint64_t bandwidth,
     x->rt = (struct retarget) { .mode = p->mode, .c = p->c, .nc = p->nc,
                                 .keep = p->keep, .name = p->name,
                                 .format = p->format,
-                                .direct = p->direct };
+                                .io_flags = p->io_flags };
     if ((r = rt_setup (x)) < 0)
       rt_free (x);
   }

@@ -24,7 +24,7 @@ struct retarget_params {
   struct chain *nc;    /* RT_REBASE_OTHER: the new backing's chain or NULL */
   char *name;          /* what IMAGE names at the end; NULL: nothing */
   char *format;        /* the new backing's format; NULL with name NULL */
-  bool direct;         /* QC_JOB_DIRECT: aligned I/O bypasses the page cache */
+  unsigned io_flags;   /* QC_JOB_IO_FLAGS */
 };
 
 /* Start the job. It takes c, nc, name and format (freed on any error, and
@@ -71,7 +71,8 @@ struct retarget {
   char *name, *format;
   uint64_t size;       /* IMAGE's virtual size */
   uint32_t gran;       /* IMAGE's allocation unit */
-  bool direct;
+  unsigned io_flags;
+  bool direct_writes;  /* IMAGE's aligned writes bypass the page cache */
   struct prange *plan; /* the current batch */
   size_t nplan, cap;
   struct planner *pl;  /* where planning goes on (retarget-plan.c) */

@@ -218,10 +218,13 @@ SZ=($((6 * MiB)) $((6 * MiB)) $((6 * MiB)) $((6 * MiB)))
 chain4 v3
 VD=$T/v3.views
 forms v3 "${FULL[@]}"
-say "v3: --no-uring and --direct"
+say "v3: --no-uring, --direct, --cache=direct-writes and buffered"
 for s in "${CORE[@]}"; do form v3 "$s" --no-uring; done
 for s in "${CORE[@]:0:5}"; do form v3 "$s" --direct; done
 for s in "${CORE[@]:5:5}"; do form v3 "$s" --direct --no-uring; done
+for s in "${CORE[@]:0:5}"; do form v3 "$s" --cache=direct-writes --no-uring; done
+for s in "${CORE[@]:5:5}"; do form v3 "$s" --cache=direct-writes; done
+for s in "${CORE[@]:0:3}"; do form v3 "$s" --cache=buffered; done
 say "v3: bandwidth and progress do not change the outcome"
 form v3 "${CORE[4]}" --bandwidth 512M --progress=json
 # (the JSON result line carries the message)

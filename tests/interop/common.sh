@@ -773,3 +773,44 @@ mk_valid () {
   qio_cmds "$f" "write -P 0x11 0 64k" "write -c -P 0x22 1M 64k" \
     "write -z 2M 64k" "write -P 0x33 3M 4k"
 }
+
+# dio_trace WHAT ARGS...: qchain ARGS (run with --no-uring, or the engine's
+# requests are not system calls) under strace. Sets DIO_READS and
+# DIO_WRITES, the successful reads and writes on descriptors opened
+# O_DIRECT, and GROWS, the fallocate calls that grow a file (mode 0).
+# Returns 1, with a note, without strace or where the file system refuses
+# O_DIRECT; fails the test if qchain fails.
+dio_trace () {
+  local what=$1; shift
+  if ! command -v strace >/dev/null || ! strace -o /dev/null true 2>/dev/null; then
+    echo "NOTE: no working strace: $what: O_DIRECT use not traced"; return 1
+  fi
+  if ! dd if=/dev/zero of="$T/dio.probe" bs=4096 count=1 oflag=direct 2>/dev/null; then
+    echo "NOTE: no O_DIRECT on this file system: $what not traced"; return 1
+  fi
+  # (LeakSanitizer cannot run under ptrace: off for this run.)
+  if ! ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+       strace -f -qq -o "$T/direct.trace" \
+       -e trace=openat,close,pread64,pwrite64,fallocate \
+       "$QCHAIN" "$@" >/dev/null 2>"$T/direct.err"; then
+    CHECKS=$((CHECKS + 1))
+    fail "$what: qchain $* failed under strace"; cat "$T/direct.err"; return 1
+  fi
+  read -r DIO_READS DIO_WRITES GROWS < <(awk '{ split($2, a, /[(,)]/) }
+       a[1] == "openat" && /O_DIRECT/ && $NF ~ /^[0-9]+$/ { fd[$NF] = 1 }
+       a[1] == "close" { delete fd[a[2]] }
+       a[1] == "pread64" && (a[2] in fd) && $NF ~ /^[0-9]+$/ { r++ }
+       a[1] == "pwrite64" && (a[2] in fd) && $NF ~ /^[0-9]+$/ { w++ }
+       a[1] == "fallocate" && $0 ~ /fallocate\([0-9]+, 0,/ && $NF == "0" { g++ }
+       END { print r + 0, w + 0, g + 0 }' "$T/direct.trace")
+}
+
+# direct_io_used WHAT ARGS...: some read or write of qchain ARGS must go
+# through a descriptor opened O_DIRECT (see dio_trace).
+direct_io_used () {
+  local what=$1; shift
+  dio_trace "$what" "$@" || return 0
+  CHECKS=$((CHECKS + 1))
+  [ $((DIO_READS + DIO_WRITES)) -gt 0 ] ||
+    fail "$what: no read or write went O_DIRECT"
+}

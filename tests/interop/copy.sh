@@ -64,7 +64,7 @@ no_temp () {
 # deep_cases SRC: default, --raw, compressed and the fallback I/O path.
 deep_cases () {
   local src=$1 srcfmt=${2:-qcow2} tag d
-  for io in "" --no-uring --direct; do
+  for io in "" --no-uring --direct --cache=direct-writes --cache=buffered; do
     tag=${src%.*}$io
     d=$tag.deep.$srcfmt
     if copy_ok "deep $tag" $io "$src" "$d"; then
@@ -100,7 +100,7 @@ deep_cases () {
 # shallow_cases SRC BACKING_FMT
 shallow_cases () {
   local src=$1 bfmt=$2 d io tag
-  for io in "" --no-uring --direct; do
+  for io in "" --no-uring --direct --cache=direct-writes --cache=buffered; do
     tag=${src%.*}$io
     d=$tag.shallow.qcow2
     copy_ok "shallow $tag" $io --shallow "$src" "$d" || continue
@@ -284,6 +284,52 @@ jumps = [b - a for a, b in zip(curs, curs[1:])]
 assert max(jumps) <= 512 << 10, jumps
 EOF
   same_view thr2.qcow2 thr2.out.qcow2 qcow2 "throttle steps"
+fi
+
+say "page cache: past it from 64 MiB on, files grown ahead are cut back"
+# 72 MiB of data, more than the 64 MiB from which a job's writes bypass
+# the page cache by default; the rest of the image unallocated.
+qimg create -f qcow2 dio.qcow2 100M
+qio_cmds dio.qcow2 "write -P 3 0 40M" "write -P 4 60M 32M"
+for io in "" --cache=buffered --cache=direct-writes --direct; do
+  copy_ok "dio$io" $io dio.qcow2 dio$io.out.qcow2 || continue
+  same_view dio.qcow2 dio$io.out.qcow2 qcow2 "dio$io"
+  clean_check dio$io.out.qcow2 "dio$io"
+  copy_ok "dio$io raw" $io --raw dio.qcow2 dio$io.out.raw || continue
+  same_view dio.qcow2 dio$io.out.raw raw "dio$io raw"
+done
+# The same layout whichever way it was written: no tail grown ahead left.
+for io in --cache=direct-writes --direct; do
+  for f in qcow2 raw; do
+    CHECKS=$((CHECKS + 1))
+    [ "$(stat -c %s dio$io.out.$f)" = "$(stat -c %s dio--cache=buffered.out.$f)" ] ||
+      fail "dio$io: $f DEST is $(stat -c %s dio$io.out.$f) bytes, buffered $(stat -c %s dio--cache=buffered.out.$f)"
+  done
+done
+CHECKS=$((CHECKS + 1))
+[ "$(stat -c %s dio.out.qcow2)" = "$(stat -c %s dio--cache=buffered.out.qcow2)" ] ||
+  fail "dio: default DEST is $(stat -c %s dio.out.qcow2) bytes, buffered $(stat -c %s dio--cache=buffered.out.qcow2)"
+# By default the writes go O_DIRECT here, growing the file ahead; not
+# with --cache=buffered; a small copy stays buffered unless told.
+if dio_trace "dio default" copy --no-uring dio.qcow2 dio.tr1.qcow2; then
+  CHECKS=$((CHECKS + 1))
+  [ "$DIO_WRITES" -gt 0 ] && [ "$DIO_READS" = 0 ] && [ "$GROWS" -gt 0 ] ||
+    fail "dio default: $DIO_WRITES direct writes, $DIO_READS direct reads, $GROWS growths"
+  dio_trace "dio buffered" copy --no-uring --cache=buffered dio.qcow2 dio.tr2.qcow2
+  CHECKS=$((CHECKS + 1))
+  [ "$DIO_WRITES" = 0 ] && [ "$GROWS" = 0 ] ||
+    fail "dio --cache=buffered: $DIO_WRITES direct writes, $GROWS growths"
+  qimg create -f qcow2 small.qcow2 8M
+  qio_cmds small.qcow2 "write -P 5 0 4M"
+  dio_trace "small default" copy --no-uring small.qcow2 small.tr1.qcow2
+  CHECKS=$((CHECKS + 1))
+  [ "$DIO_WRITES" = 0 ] || fail "small default: $DIO_WRITES direct writes"
+  dio_trace "small direct-writes" copy --no-uring --cache=direct-writes small.qcow2 small.tr2.qcow2
+  CHECKS=$((CHECKS + 1))
+  [ "$DIO_WRITES" -gt 0 ] && [ "$DIO_READS" = 0 ] ||
+    fail "small --cache=direct-writes: $DIO_WRITES direct writes, $DIO_READS direct reads"
+  same_view small.qcow2 small.tr2.qcow2 qcow2 "small direct-writes"
+  clean_check small.tr2.qcow2 "small direct-writes"
 fi
 
 say "abort mid-copy"

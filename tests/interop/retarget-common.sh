@@ -179,29 +179,3 @@ sigint_abort () {
   clean_check "$dir/$TOP" "$what: rerun after SIGINT"
 }
 
-# direct_io_used WHAT ARGS...: qchain ARGS under strace; some read or
-# write must go through a descriptor opened O_DIRECT. Skipped (with a
-# note) without strace or where the file system refuses O_DIRECT.
-direct_io_used () {
-  local what=$1; shift
-  if ! command -v strace >/dev/null || ! strace -o /dev/null true 2>/dev/null; then
-    echo "NOTE: no working strace: $what: O_DIRECT use not traced"; return 0
-  fi
-  if ! dd if=/dev/zero of="$T/dio.probe" bs=4096 count=1 oflag=direct 2>/dev/null; then
-    echo "NOTE: no O_DIRECT on this file system: $what not traced"; return 0
-  fi
-  CHECKS=$((CHECKS + 1))
-  # (LeakSanitizer cannot run under ptrace: off for this run.)
-  if ! ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
-       strace -f -qq -o "$T/direct.trace" -e trace=openat,close,pread64,pwrite64 \
-       "$QCHAIN" "$@" >/dev/null 2>"$T/direct.err"; then
-    fail "$what: qchain $* failed under strace"; cat "$T/direct.err"; return 0
-  fi
-  # Successful requests (a byte count as the result) on an O_DIRECT fd.
-  awk '{ split($2, a, /[(,)]/) }
-       a[1] == "openat" && /O_DIRECT/ && $NF ~ /^[0-9]+$/ { fd[$NF] = 1 }
-       a[1] == "close" { delete fd[a[2]] }
-       (a[1] == "pread64" || a[1] == "pwrite64") && (a[2] in fd) && $NF ~ /^[0-9]+$/ { n++ }
-       END { exit n > 0 ? 0 : 1 }' "$T/direct.trace" ||
-    fail "$what: no read or write went O_DIRECT"
-}

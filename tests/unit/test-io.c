@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -155,6 +156,78 @@ file_direct_aligned_requests (void **state)
   rmdir (dir);
 }
 
+static uint64_t
+file_size (int fd)
+{
+  struct stat st;
+
+  assert_int_equal (fstat (fd, &st), 0);
+  return (uint64_t) st.st_size;
+}
+
+/* Direct writes grow the file ahead (so they are not writes past its
+ * end); io_get_size, a flush and a close all go by the end its writers
+ * know, buffered writes, zeroes and truncates included. */
+static void
+file_direct_writes_grow_ahead (void **state)
+{
+  char dtmpl[] = "qchain-test-io-grow-XXXXXX";
+  char *dir = mkdtemp (dtmpl);
+  char path[256], buf[8];
+  unsigned char *a = NULL;
+  struct io *io;
+  uint64_t size;
+  int fd;
+
+  assert_non_null (dir);
+  snprintf (path, sizeof path, "%s/f", dir);
+  assert_int_equal (io_open_file (path, IO_CREATE, &io), 0);
+  if (!io_set_direct_writes (io)) {
+    io_close (io);
+    unlink (path);
+    rmdir (dir);
+    skip ();
+  }
+  assert_false (io->dio_reads);
+  assert_int_equal (posix_memalign ((void **) &a, IO_DIO_ALIGN, 4096), 0);
+  memset (a, 0xcd, 4096);
+  assert_int_equal (io_pwrite (io, a, 4096, 0), 0);          /* direct */
+  assert_true (file_size (io->fd) >= (8u << 20));             /* grown */
+  assert_int_equal (io_get_size (io, &size), 0);
+  assert_int_equal (size, 4096);
+  assert_int_equal (io_pwrite (io, "xy", 2, 10000), 0);      /* buffered */
+  assert_int_equal (io_get_size (io, &size), 0);
+  assert_int_equal (size, 10002);
+  assert_int_equal (io->ops->flush (io), 0);
+  assert_int_equal (file_size (io->fd), 10002);               /* cut back */
+  assert_int_equal (io_pread (io, buf, 2, 10000), 0);
+  assert_memory_equal (buf, "xy", 2);
+  /* Noted by a writer outside io (an engine request, say). */
+  io_dio_reserve (io, (1u << 20) + 4096);
+  assert_int_equal (pwrite (io->dfd, a, 4096, 1u << 20), 4096);
+  assert_true (file_size (io->fd) > (1u << 20) + 4096);
+  io_note_end (io, (3u << 20) + 1);
+  assert_int_equal (io->ops->zero (io, 3u << 20, 4096), 0);  /* no extension */
+  assert_int_equal (io->ops->flush (io), 0);
+  assert_int_equal (file_size (io->fd), (3u << 20) + 1);
+  /* A truncate is the new end. */
+  assert_int_equal (io_pwrite (io, a, 4096, 4u << 20), 0);
+  assert_int_equal (io->ops->truncate (io, 5000), 0);
+  assert_int_equal (io->ops->flush (io), 0);
+  assert_int_equal (file_size (io->fd), 5000);
+  /* Closed unflushed (an error path): cut back all the same. */
+  assert_int_equal (io_pwrite (io, a, 4096, 8192), 0);
+  fd = open (path, O_RDONLY);
+  assert_true (fd >= 0);
+  assert_true (file_size (fd) > 8192 + 4096);
+  io_close (io);
+  assert_int_equal (file_size (fd), 8192 + 4096);
+  close (fd);
+  free (a);
+  unlink (path);
+  rmdir (dir);
+}
+
 int
 main (void)
 {
@@ -166,6 +239,7 @@ main (void)
     cmocka_unit_test (file_extents_see_holes),
     cmocka_unit_test (file_open_missing_names_path),
     cmocka_unit_test (file_direct_aligned_requests),
+    cmocka_unit_test (file_direct_writes_grow_ahead),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -190,6 +190,26 @@ free_mid_job_finishes_it (void **state)
   assert_false (c.finish_ok);
 }
 
+/* The page-cache policy: told, or by the bytes a job moves. */
+static void
+io_modes (void **state)
+{
+  assert_false (job_direct_writes (0, JOB_DIRECT_AUTO_MIN - 1));
+  assert_true (job_direct_writes (0, JOB_DIRECT_AUTO_MIN));
+  assert_true (job_direct_writes (QC_JOB_DIRECT_WRITES, 0));
+  assert_true (job_direct_writes (QC_JOB_DIRECT, 0));
+  assert_false (job_direct_writes (QC_JOB_BUFFERED, UINT64_MAX));
+  assert_int_equal (job_check_io_flags (QC_JOB_NO_URING | QC_JOB_BUFFERED), 0);
+  assert_int_equal (job_check_io_flags (QC_JOB_DIRECT | QC_JOB_BUFFERED),
+                    -EINVAL);
+  assert_int_equal (job_check_io_flags (QC_JOB_DIRECT_WRITES | QC_JOB_DIRECT),
+                    -EINVAL);
+  /* ... and a job start refuses them. */
+  assert_null (qc_pull_start ("never.qcow2", NULL, 0,
+                              QC_JOB_DIRECT_WRITES | QC_JOB_BUFFERED, NULL));
+  assert_int_equal (qc_get_errno (), EINVAL);
+}
+
 int
 main (void)
 {
@@ -200,6 +220,7 @@ main (void)
     cmocka_unit_test (fd_drives_an_event_loop),
     cmocka_unit_test (throttled_job_waits_and_speed_can_change),
     cmocka_unit_test (free_mid_job_finishes_it),
+    cmocka_unit_test (io_modes),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
