@@ -265,6 +265,10 @@ kill_form deep-delete "1 3 0 1|--top snap2.qcow2 --base base.qcow2 --delete" sna
 # above it one by one, ACTIVE last, then unlinked; a rerun finds every
 # file left to delete in ACTIVE's chain.
 kill_form active-delete "0 3 0 1|--delete" active.qcow2
+# Writes past the page cache (what a job of 64 MiB or more does by
+# default): B grown ahead by fallocate, cut back at each flush.
+kill_form deep-direct "1 3 0 0|--top snap2.qcow2 --base base.qcow2 --cache=direct-writes" ""
+kill_form default-direct "0 3 0 0|--cache=direct-writes --no-uring" ""
 
 echo "kills: $KILLS killed, $FINISHED finished first; leaky images: $LEAKY," \
   "repaired: $REPAIRED; reruns that found T already deleted: $GONE;" \

@@ -109,5 +109,9 @@ kill_runs () {
 
 kill_runs "rebase onto base" base.qcow2 qcow2 rebase -b base.qcow2
 kill_runs "pull --base base" base.qcow2 qcow2 pull --base base.qcow2
+# Writes past the page cache, the image grown ahead and cut back at each
+# flush (what jobs of 64 MiB or more do by default).
+kill_runs "rebase --cache=direct-writes" base.qcow2 qcow2 rebase --cache=direct-writes -b base.qcow2
+kill_runs "pull --cache=direct-writes" base.qcow2 qcow2 pull --cache=direct-writes --base base.qcow2
 
 finish
