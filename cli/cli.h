@@ -93,11 +93,13 @@ struct job_args {
 #define JOB_OPT_PROGRESS  0x181
 #define JOB_OPT_DIRECT    0x182
 #define JOB_OPT_CACHE     0x183
+#define JOB_OPT_NO_URING  0x184
 #define JOB_LONG_OPTS \
   { "bandwidth", required_argument, NULL, JOB_OPT_BANDWIDTH }, \
   { "progress", required_argument, NULL, JOB_OPT_PROGRESS }, \
   { "direct", no_argument, NULL, JOB_OPT_DIRECT }, \
-  { "cache", required_argument, NULL, JOB_OPT_CACHE }
+  { "cache", required_argument, NULL, JOB_OPT_CACHE }, \
+  { "no-uring", no_argument, NULL, JOB_OPT_NO_URING }
 #define JOB_OPTS_HELP \
   "  --bandwidth R        limit to R MiB/s; with a suffix (K, M, G) bytes/s\n" \
   "  -p                   progress bar on a terminal (stderr)\n" \
@@ -107,7 +109,8 @@ struct job_args {
   "                       page cache (O_DIRECT) when it moves 64 MiB or more;\n" \
   "                       direct-writes: always; buffered: never; direct:\n" \
   "                       reads too (cold data stays out of the cache)\n" \
-  "  --direct             the same as --cache=direct\n"
+  "  --direct             the same as --cache=direct\n" \
+  "  --no-uring           use pread/pwrite instead of io_uring\n"
 
 /* Handle a job option (c from getopt); 1 if handled, 0 if not, -1 after
  * printing a usage error. */

@@ -26,11 +26,10 @@ static const char commit_help[] =
   "                       --shallow this is qemu-img commit's default\n"
   "  --force              commit into a B other images in its directory use\n"
   JOB_OPTS_HELP
-  "  --no-uring           use pread/pwrite instead of io_uring\n"
   CHAIN_OPTS_HELP;
 
 enum { OPT_TOP = 0x200, OPT_BASE, OPT_SHALLOW, OPT_DELETE, OPT_KEEP,
-       OPT_FORCE, OPT_NO_URING };
+       OPT_FORCE };
 
 static int
 member_arg (const char *opt, const char *arg, const char **out)
@@ -55,7 +54,6 @@ parse_args (int argc, char **argv, struct chain_args *ca, struct job_args *ja,
     { "delete", no_argument, NULL, OPT_DELETE },
     { "keep-active", no_argument, NULL, OPT_KEEP },
     { "force", no_argument, NULL, OPT_FORCE },
-    { "no-uring", no_argument, NULL, OPT_NO_URING },
     JOB_LONG_OPTS,
     CHAIN_LONG_OPTS,
     { NULL, 0, NULL, 0 }
@@ -83,7 +81,6 @@ parse_args (int argc, char **argv, struct chain_args *ca, struct job_args *ja,
     case OPT_DELETE: *flags |= QC_COMMIT_DELETE; break;
     case OPT_KEEP: *flags |= QC_COMMIT_KEEP_ACTIVE; break;
     case OPT_FORCE: *flags |= QC_COMMIT_FORCE; break;
-    case OPT_NO_URING: *flags |= QC_JOB_NO_URING; break;
     default:
       bad_option ("commit", argv);
       return -1;

@@ -30,10 +30,9 @@ static const char copy_help[] =
   "                       cluster size, compat and extended_l2\n"
   "  --compress[=zlib|zstd]  write compressed clusters (default zlib)\n"
   JOB_OPTS_HELP
-  "  --no-uring           use pread/pwrite instead of io_uring\n"
   CHAIN_OPTS_HELP;
 
-enum { OPT_SHALLOW = 0x200, OPT_RAW, OPT_REUSE, OPT_COMPRESS, OPT_NO_URING };
+enum { OPT_SHALLOW = 0x200, OPT_RAW, OPT_REUSE, OPT_COMPRESS };
 
 static int
 parse_args (int argc, char **argv, struct chain_args *ca, unsigned *flags,
@@ -46,7 +45,6 @@ parse_args (int argc, char **argv, struct chain_args *ca, unsigned *flags,
     { "reuse-existing", no_argument, NULL, OPT_REUSE },
     { "compress", optional_argument, NULL, OPT_COMPRESS },
     JOB_LONG_OPTS,
-    { "no-uring", no_argument, NULL, OPT_NO_URING },
     CHAIN_LONG_OPTS,
     { NULL, 0, NULL, 0 }
   };
@@ -64,7 +62,6 @@ parse_args (int argc, char **argv, struct chain_args *ca, unsigned *flags,
     case OPT_SHALLOW: *flags |= QC_COPY_SHALLOW; break;
     case OPT_RAW: *flags |= QC_COPY_RAW; break;
     case OPT_REUSE: *flags |= QC_COPY_REUSE_EXT; break;
-    case OPT_NO_URING: *flags |= QC_JOB_NO_URING; break;
     case 'o': *options = optarg; break;
     case 'O':
       if (check_format_arg ("copy", "-O", optarg) < 0)

@@ -8,7 +8,7 @@
 
 static const char pull_help[] =
   "Usage: qchain pull [--base B] [--bandwidth R] [-p | --progress=json]\n"
-  "                   [--cache=MODE] [-f FMT] IMAGE\n"
+  "                   [--no-uring] [--cache=MODE] [-f FMT] IMAGE\n"
   "Copy into IMAGE what the layers between it and B hold (where IMAGE holds\n"
   "nothing itself), then make B IMAGE's backing file; without --base, pull\n"
   "the whole chain and leave IMAGE with no backing file. IMAGE's guest view\n"

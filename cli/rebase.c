@@ -8,7 +8,8 @@
 
 static const char rebase_help[] =
   "Usage: qchain rebase [--unsafe] -b NEWBASE [-F FMT] [--bandwidth R]\n"
-  "                     [-p | --progress=json] [--cache=MODE] [-f FMT] IMAGE\n"
+  "                     [-p | --progress=json] [--no-uring]\n"
+  "                     [--cache=MODE] [-f FMT] IMAGE\n"
   "Make NEWBASE IMAGE's backing file (-b \"\": no backing file). By default\n"
   "IMAGE's guest view does not change: where the old and the new backing\n"
   "views differ, IMAGE first receives the old view's data; only then does\n"

@@ -95,6 +95,9 @@ job_arg (const char *cmd, struct job_args *ja, int c, const char *arg)
     }
     ja->progress = JOB_PROGRESS_JSON;
     return 1;
+  case JOB_OPT_NO_URING:
+    ja->flags |= QC_JOB_NO_URING;
+    return 1;
   case JOB_OPT_DIRECT:
     arg = "direct";
     /* fall through */

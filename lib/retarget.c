@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <string.h>
 
+#include "engine.h"
 #include "errors.h"
 #include "iszero.h"
 #include "rounding.h"
@@ -30,12 +31,32 @@
  * flush stalls the pipeline, so an unthrottled job does few. */
 #define CHECKPOINT_NS (5000ull * 1000 * 1000)
 #define CHECKPOINT_THROTTLED_NS (500ull * 1000 * 1000)
+/* Chunks whose writes may be in flight while the next ones are read and
+ * compared, and requests in flight at most. */
+#define NBUFS 8u
+#define DEPTH 32u
+
+struct rtjob;
+
+/* A chunk's buffer, lent to IMAGE's writer until its writes are done. */
+struct wbuf {
+  struct rtjob *x;
+  unsigned char *buf;                /* NULL: free */
+  unsigned pending;                  /* its writes in flight */
+  bool sealed;                       /* every write of it queued */
+};
 
 /* The job's state beyond the plan (struct retarget, retarget.h). */
 struct rtjob {
   struct retarget rt;
   size_t bufsize;
   unsigned char *obuf, *nbuf;        /* old and new view of a chunk */
+  /* IMAGE's guest data goes through the I/O engine (its data sink) */
+  struct engine *eng;
+  struct data_sink sink;
+  struct wbuf wb[NBUFS];
+  struct wbuf *cur;                  /* obuf's: the chunk being written */
+  int werr;                          /* the first failed write */
   struct chain_below below;
   struct backing_reader br;
   size_t next;                       /* plan[next] is being moved */
@@ -60,8 +81,109 @@ write_run (struct rtjob *x, enum piece kind, uint64_t off, size_t pos,
     return 0;
   if (kind == PC_ZERO)
     return l->ops->zero (l->st, off + pos, n);
-  x->unkicked += n;
   return l->ops->pwrite (l->st, x->obuf + pos, n, off + pos);
+}
+
+/* ---- IMAGE's data writes, queued with the engine ---- */
+
+static void
+release (struct wbuf *w)
+{
+  engine_put_buf (w->x->eng, w->buf);
+  w->buf = NULL;
+}
+
+static void
+wrote (void *opaque, int res)
+{
+  struct wbuf *w = opaque;
+
+  if (res < 0 && w->x->werr == 0)
+    w->x->werr = res;
+  if (--w->pending == 0 && w->sealed)
+    release (w);
+}
+
+/* A buffer for the next chunk, waiting for earlier chunks' writes. */
+static int
+take_buf (struct rtjob *x)
+{
+  unsigned char *b;
+  unsigned i;
+  int r;
+
+  while ((b = engine_get_buf (x->eng)) == NULL) {
+    if (engine_inflight (x->eng) == 0)
+      return set_error (EIO, "no buffer free (internal error)");
+    if ((r = engine_wait (x->eng, 1)) < 0)
+      return set_error (-r, "I/O engine: %s", strerror (-r));
+  }
+  for (i = 0; x->wb[i].buf != NULL; i++)
+    ;                                /* NBUFS entries, NBUFS buffers */
+  x->cur = &x->wb[i];
+  *x->cur = (struct wbuf) { .x = x, .buf = b };
+  x->obuf = b;
+  return 0;
+}
+
+/* Every write of the chunk is queued: its buffer returns with the last. */
+static void
+seal (struct rtjob *x)
+{
+  struct wbuf *w = x->cur;
+
+  x->cur = NULL;
+  x->obuf = NULL;
+  if (w == NULL)
+    return;
+  w->sealed = true;
+  if (w->pending == 0)
+    release (w);
+}
+
+static int
+sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
+{
+  struct rtjob *x = opaque;
+  struct io *io = x->rt.c->layers[0].io;
+  struct wbuf *w = x->cur;
+  const unsigned char *p = buf;
+  int fd = io->fd, r;
+
+  /* Not a chunk's data (zeroes a v2 image writes out, say): the caller
+   * keeps it only for the call. */
+  if (w == NULL || p < w->buf || p + n > w->buf + x->bufsize)
+    return io_pwrite (io, p, n, off);
+  while (engine_slots (x->eng) == 0)
+    if ((r = engine_wait (x->eng, 1)) < 0)
+      return set_error (-r, "I/O engine: %s", strerror (-r));
+  if (io->dfd >= 0 && io_dio_aligned (p, n, off)) {
+    fd = io->dfd;
+    io_dio_reserve (io, off + n);
+  }
+  else {
+    io_note_end (io, off + n);
+    x->unkicked += n;
+  }
+  if ((r = engine_write (x->eng, fd, p, n, off, wrote, w)) < 0)
+    return set_image_error (io->name, -r, "write: %s", strerror (-r));
+  w->pending++;
+  return 0;
+}
+
+static int
+sink_drain (void *opaque)
+{
+  struct rtjob *x = opaque;
+  struct io *io = x->rt.c->layers[0].io;
+  int r = engine_drain (x->eng);
+
+  if (r < 0)
+    return set_error (-r, "I/O engine: %s", strerror (-r));
+  if (x->werr < 0)
+    return set_image_error (io->name, -x->werr, "write: %s",
+                            strerror (-x->werr));
+  return 0;
 }
 
 /* The flush at the end would write everything back at once, after the
@@ -194,19 +316,25 @@ move_chunk (struct rtjob *x, size_t want, size_t *done)
   int r;
 
   *done = 0;
+  if ((r = take_buf (x)) < 0)
+    return r;
   while (fill < want && x->next < x->rt.nplan
          && (p = &x->rt.plan[x->next])->kind == kind
          && p->off + x->next_pos == off + fill) {
     m = (size_t) MIN ((uint64_t) (want - fill), p->len - x->next_pos);
     if ((r = read_old (x, p, x->next_pos, x->obuf + fill, m)) < 0)
-      return r;
+      break;
     fill += m;
     advance (x, m);
   }
   *done = fill;
-  if (kind == P_CMP && (r = read_new (x, off, fill)) < 0)
-    return r;
-  r = write_pieces (x, off, fill, kind == P_CMP ? x->nbuf : NULL);
+  if (r == 0 && kind == P_CMP)
+    r = read_new (x, off, fill);
+  if (r == 0)
+    r = write_pieces (x, off, fill, kind == P_CMP ? x->nbuf : NULL);
+  seal (x);
+  if (r == 0 && (r = engine_submit (x->eng)) < 0)
+    r = set_error (-r, "I/O engine: %s", strerror (-r));
   kick_writeback (x);
   return r;
 }
@@ -305,12 +433,16 @@ rt_free (void *priv)
 
   if (x == NULL)
     return;
+  if (x->eng) {
+    struct layer *l = &x->rt.c->layers[0];
+    l->ops->set_data_sink (l->st, NULL);
+    engine_free (x->eng);
+  }
   chain_close (x->rt.nc);
   chain_close (x->rt.c);
   free (x->rt.name);
   free (x->rt.format);
   retarget_plan_free (&x->rt);
-  free (x->obuf);
   free (x->nbuf);
   free (x);
 }
@@ -337,7 +469,7 @@ rt_setup (struct rtjob *x)
 {
   struct retarget *rt = &x->rt;
   struct layer *l = &rt->c->layers[0];
-  void *ob, *nb;
+  void *nb;
   int r;
 
   rt->size = l->info.virtual_size;
@@ -345,15 +477,19 @@ rt_setup (struct rtjob *x)
   if ((l->info.flags & QC_INFO_EXTENDED_L2) && rt->gran >= 32 * 512)
     rt->gran /= 32;
   x->bufsize = MAX ((size_t) CHUNK, (size_t) rt->gran);
-  /* Aligned, so that whole chunks can go O_DIRECT. */
-  if (posix_memalign (&ob, IO_DIO_ALIGN, x->bufsize) != 0)
-    ob = NULL;
+  /* Aligned, so that whole chunks can go O_DIRECT (the pool's are). */
   if (posix_memalign (&nb, IO_DIO_ALIGN, x->bufsize) != 0)
     nb = NULL;
-  x->obuf = ob;
   x->nbuf = nb;
-  if (ob == NULL || nb == NULL)
+  if (nb == NULL)
     return set_error (ENOMEM, "out of memory");
+  r = engine_new (DEPTH, x->bufsize, NBUFS,
+                  ((rt->io_flags & QC_JOB_NO_URING) ? ENGINE_NO_URING : 0)
+                  | ENGINE_DIRECT | ENGINE_NO_FIXED, &x->eng);
+  if (r < 0)
+    return have_error () ? r : set_error (-r, "I/O engine: %s", strerror (-r));
+  x->sink = (struct data_sink) { sink_write, sink_drain, x };
+  l->ops->set_data_sink (l->st, &x->sink);
   if (rt->io_flags & QC_JOB_DIRECT) {
     set_direct (rt->c);
     set_direct (rt->nc);

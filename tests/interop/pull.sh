@@ -92,14 +92,20 @@ for f in v3-64k v2-4k c512 xl2 comp short; do
   pull_case "$f: --cache=direct-writes, whole chain" 99 "" "" ""
   pull_case "$f: --cache=direct-writes, --base $(bottom)" $(($# - 1)) "$(bottom)" "$(bottom)" "$BASEFMT"
 done
+JOBX=(--no-uring)
+for f in v3-64k v2-4k c512 xl2 comp short; do
+  set -- $LAYERS
+  pull_case "$f: --no-uring, whole chain" 99 "" "" ""
+  pull_case "$f: --no-uring, --base $(bottom)" $(($# - 1)) "$(bottom)" "$(bottom)" "$BASEFMT"
+done
 JOBX=()
 fresh v3-64k w
-direct_io_used "pull --direct" pull --direct w/top.qcow2
+direct_io_used "pull --direct" pull --no-uring --direct w/top.qcow2
 same_view w/top.qcow2 v3-64k.view.raw "pull --direct (traced)"
 # Writes only, the file grown ahead and cut back to what a buffered pull
 # leaves; small jobs stay buffered by default.
 fresh v3-64k w
-if dio_trace "pull --cache=direct-writes" pull --cache=direct-writes w/top.qcow2; then
+if dio_trace "pull --cache=direct-writes" pull --no-uring --cache=direct-writes w/top.qcow2; then
   CHECKS=$((CHECKS + 1))
   [ "$DIO_WRITES" -gt 0 ] && [ "$DIO_READS" = 0 ] && [ "$GROWS" -gt 0 ] ||
     fail "pull --cache=direct-writes: $DIO_WRITES direct writes, $DIO_READS direct reads, $GROWS growths"
@@ -111,7 +117,7 @@ if dio_trace "pull --cache=direct-writes" pull --cache=direct-writes w/top.qcow2
   [ "$(stat -c %s w/top.qcow2)" = "$(stat -c %s w2/top.qcow2)" ] ||
     fail "pull --cache=direct-writes: $(stat -c %s w/top.qcow2) bytes, buffered $(stat -c %s w2/top.qcow2)"
   fresh v3-64k w
-  dio_trace "pull (small, default)" pull w/top.qcow2
+  dio_trace "pull (small, default)" pull --no-uring w/top.qcow2
   CHECKS=$((CHECKS + 1))
   [ "$DIO_WRITES" = 0 ] || fail "pull (small, default): $DIO_WRITES direct writes"
 fi

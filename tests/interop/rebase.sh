@@ -99,16 +99,21 @@ for f in v3-64k v2-4k c512 xl2 comp; do
   rebase_case "$f: --cache=direct-writes onto $(bottom)" "$(bottom)" "$BASEFMT"
   rebase_case "$f: --cache=direct-writes onto an unrelated image" ../other.qcow2 qcow2
 done
+JOBX=(--no-uring)
+for f in v3-64k v2-4k c512 xl2 comp; do
+  rebase_case "$f: --no-uring onto $(bottom)" "$(bottom)" "$BASEFMT"
+  rebase_case "$f: --no-uring onto an unrelated image" ../other.qcow2 qcow2
+done
 JOBX=()
 fresh v3-64k w
-if dio_trace "rebase --cache=direct-writes" rebase --cache=direct-writes -b base.qcow2 w/top.qcow2; then
+if dio_trace "rebase --cache=direct-writes" rebase --no-uring --cache=direct-writes -b base.qcow2 w/top.qcow2; then
   CHECKS=$((CHECKS + 1))
   [ "$DIO_WRITES" -gt 0 ] && [ "$DIO_READS" = 0 ] ||
     fail "rebase --cache=direct-writes: $DIO_WRITES direct writes, $DIO_READS direct reads"
   same_view w/top.qcow2 v3-64k.view.raw "rebase --cache=direct-writes (traced)"
 fi
 fresh v3-64k w
-direct_io_used "rebase --direct" rebase --direct -b base.qcow2 w/top.qcow2
+direct_io_used "rebase --direct" rebase --no-uring --direct -b base.qcow2 w/top.qcow2
 same_view w/top.qcow2 v3-64k.view.raw "rebase --direct (traced)"
 
 say "an image with no backing file, onto an image"
