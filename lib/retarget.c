@@ -118,8 +118,12 @@ take_buf (struct rtjob *x)
     if ((r = engine_wait (x->eng, 1)) < 0)
       return set_error (-r, "I/O engine: %s", strerror (-r));
   }
-  for (i = 0; x->wb[i].buf != NULL; i++)
+  for (i = 0; i < NBUFS && x->wb[i].buf != NULL; i++)
     ;                                /* NBUFS entries, NBUFS buffers */
+  if (i == NBUFS) {
+    engine_put_buf (x->eng, b);
+    return set_error (EIO, "no chunk entry free (internal error)");
+  }
   x->cur = &x->wb[i];
   *x->cur = (struct wbuf) { .x = x, .buf = b };
   x->obuf = b;
