@@ -67,6 +67,18 @@ io_dio_reserve (struct io *io, uint64_t end)
   io->grown = to;
 }
 
+int
+io_write_fd (struct io *io, const void *buf, size_t n, uint64_t off)
+{
+  int fd = pick_fd (io, buf, n, off);
+
+  if (fd != io->fd)
+    io_dio_reserve (io, off + n);
+  else
+    io_note_end (io, off + n);
+  return fd;
+}
+
 /* Cut a file grown ahead back to the size its writers know. */
 static int
 cut_back (struct io *io)
@@ -114,10 +126,7 @@ file_pwrite (struct io *io, const void *buf, size_t n, uint64_t off)
 {
   const char *p = buf;
 
-  if (pick_fd (io, p, n, off) != io->fd)
-    io_dio_reserve (io, off + n);
-  else
-    io_note_end (io, off + n);
+  (void) io_write_fd (io, p, n, off);
   while (n > 0) {
     int fd = pick_fd (io, p, n, off);
     ssize_t r = pwrite (fd, p, n, (off_t) off);

@@ -75,6 +75,11 @@ bool io_set_direct_writes (struct io *io);
  * grown ahead by fallocate, in steps growing with the file. Only a hint:
  * a file that cannot grow is written all the same. */
 void io_dio_reserve (struct io *io, uint64_t end);
+/* The descriptor for a write of n bytes from buf at off that does not go
+ * through io_pwrite (an engine request): the O_DIRECT one when io has it
+ * and the request is aligned (the file grown ahead of it), else the
+ * buffered one; either way the cut-back at the next flush keeps it. */
+int io_write_fd (struct io *io, const void *buf, size_t n, uint64_t off);
 /* Any other write that did not go through io (copy_file_range, engine
  * requests on io->fd) ending at `end`: the cut-back at the next flush
  * must keep it. */

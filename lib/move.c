@@ -89,7 +89,7 @@ struct mover {
   uint64_t kicked;                   /* bytes write-back was started on */
   bool direct;
   int *dfd;                          /* O_DIRECT fds per layer, -1 = none */
-  int ddfd;                          /* DEST's O_DIRECT fd (its io's) */
+  bool dwrites;                       /* DEST's aligned writes go O_DIRECT */
   /* plan: a batch of ranges; plan_pos is where the next batch starts */
   struct range *plan;
   size_t nplan, next;
@@ -514,17 +514,13 @@ sink_engine (struct mover *m, struct slot *s, const void *buf, size_t n,
   while (engine_slots (m->eng) == 0)
     if ((r = engine_wait (m->eng, 1)) < 0)
       return set_error (-r, "I/O engine: %s", strerror (-r));
-  if (m->ddfd >= 0 && io_dio_aligned (buf, n, off)) {
-    fd = m->ddfd;
-    io_dio_reserve (m->d.io, off + n);
-  }
-  else if (m->d.io)
-    io_note_end (m->d.io, off + n);
+  if (m->d.io)
+    fd = io_write_fd (m->d.io, buf, n, off);
   r = engine_write (m->eng, fd, buf, n, off, write_done, s);
   if (r < 0)
     return set_image_error (m->d.name, -r, "write: %s", strerror (-r));
   s->pending++;
-  if (fd != m->ddfd)                 /* else nothing to write back */
+  if (fd == m->d.fd)                 /* else nothing to write back */
     note_written (m, off, n);
   return 0;
 }
@@ -790,7 +786,6 @@ mover_new (const struct move_params *p, const struct move_dest *d,
     return set_error (ENOMEM, "out of memory");
   m->p = *p;
   m->d = *d;
-  m->ddfd = -1;
   m->direct = (p->flags & QC_JOB_DIRECT) != 0;
   m->walk_end = MIN (p->size, p->src->layers[p->from].info.virtual_size);
   m->gran = dest_gran (d);
@@ -833,10 +828,10 @@ mover_new (const struct move_params *p, const struct move_dest *d,
       && job_direct_writes (p->flags, m->plan_pos < m->walk_end
                             ? UINT64_MAX : m->planned)
       && io_set_direct_writes (d->io))
-    m->ddfd = d->io->dfd;
+    m->dwrites = true;
   /* Kernel copies where DEST's view below is kept (nothing to detect
    * zeroes for) and the page cache is used anyway. */
-  m->cfr = d->as_is && d->under && !d->compress && m->ddfd < 0
+  m->cfr = d->as_is && d->under && !d->compress && !m->dwrites
     && d->fd >= 0;
   if (d->fd >= 0 && d->ops->set_data_sink) {
     m->sink = (struct data_sink) { sink_write, sink_drain, m };

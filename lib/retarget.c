@@ -152,7 +152,7 @@ sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
   struct io *io = x->rt.c->layers[0].io;
   struct wbuf *w = x->cur;
   const unsigned char *p = buf;
-  int fd = io->fd, r;
+  int fd, r;
 
   /* Not a chunk's data (zeroes a v2 image writes out, say): the caller
    * keeps it only for the call. */
@@ -161,14 +161,8 @@ sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
   while (engine_slots (x->eng) == 0)
     if ((r = engine_wait (x->eng, 1)) < 0)
       return set_error (-r, "I/O engine: %s", strerror (-r));
-  if (io->dfd >= 0 && io_dio_aligned (p, n, off)) {
-    fd = io->dfd;
-    io_dio_reserve (io, off + n);
-  }
-  else {
-    io_note_end (io, off + n);
+  if ((fd = io_write_fd (io, p, n, off)) == io->fd)
     x->unkicked += n;
-  }
   if ((r = engine_write (x->eng, fd, p, n, off, wrote, w)) < 0)
     return set_image_error (io->name, -r, "write: %s", strerror (-r));
   w->pending++;
