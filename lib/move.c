@@ -281,6 +281,17 @@ cfr_piece (const struct mover *m, const struct range *rg, uint64_t at,
     && rg->host + m->next_pos + n <= m->fsize[rg->layer];
 }
 
+/* A piece copy_file_range will move when its window is written: have
+ * the kernel start reading it now, so that a cold source is read in
+ * parallel and the copy, one piece at a time, finds it in memory. A
+ * hint: its failure changes nothing. */
+static void
+prefetch (const struct mover *m, unsigned layer, uint64_t host, uint64_t n)
+{
+  (void) posix_fadvise (m->p.src->layers[layer].io->fd, (off_t) host,
+                        (off_t) n, POSIX_FADV_WILLNEED);
+}
+
 /* Fill a data window from the plan: every piece of the window (up to the
  * budget; without `under`, up to a cluster boundary past it). */
 static int
@@ -327,8 +338,9 @@ fill_window (struct mover *m, struct slot *s, uint64_t budget,
                              cfr_piece (m, rg, at, n), rg->layer,
                              rg->host + m->next_pos };
     }
-    if ((!m->d.under || !s->pc[s->npc - 1].cfr)
-        && (r = read_piece (m, s, rg, m->next_pos, n)) < 0)
+    if (m->d.under && s->pc[s->npc - 1].cfr)
+      prefetch (m, rg->layer, rg->host + m->next_pos, n);
+    else if ((r = read_piece (m, s, rg, m->next_pos, n)) < 0)
       return r;
     end = at + n;
     s->data += n;

@@ -615,16 +615,64 @@ check_snapshot_table (struct qcow2_state *s)
   return 0;
 }
 
+/* Whether the first `have` bytes of cluster 0 hold everything the
+ * parsers below look at: the extensions up to their end marker (or the
+ * end of their area) and the backing name. Malformed values answer true
+ * when the parsers reject them without reading past what they check. */
+static bool
+prefix_suffices (const struct qcow2_state *s, const unsigned char *c0,
+                 uint64_t have)
+{
+  const struct qcow2_header *h = &s->h;
+  uint64_t off = h->header_length, end = s->cluster_size;
+
+  if (h->backing_file_offset != 0) {
+    if (h->backing_file_offset + (uint64_t) h->backing_file_size > have
+        && h->backing_file_size <= QCOW2_MAX_BACKING_NAME
+        && h->backing_file_offset < s->cluster_size)
+      return false;
+    if (h->backing_file_offset < end)
+      end = h->backing_file_offset;
+  }
+  while (off < end) {
+    uint32_t len;
+
+    if (end - off < 8)
+      return end <= have;
+    if (off + 8 > have)
+      return false;
+    if (get_be32 (c0 + off) == QCOW2_EXT_END)
+      return true;
+    len = get_be32 (c0 + off + 4);
+    if (len > end - off - 8)
+      return true;                   /* refused from the length alone */
+    if (off + 8 + len > have)
+      return false;
+    off += 8 + ROUND_UP ((uint64_t) len, 8);
+  }
+  return true;
+}
+
+/* Cluster 0's first 4 KiB usually hold the header, its extensions and
+ * the backing name; the rest of the cluster is read only when they do
+ * not. Reading a whole cluster per layer costs a deep chain's open more
+ * than anything else it reads. */
+#define HEADER_PREFIX 4096u
+
 static int
 read_first_cluster (struct qcow2_state *s, unsigned char **c0)
 {
-  unsigned char raw[sizeof (struct qcow2_header_be)];
+  unsigned char *p;
+  size_t n = HEADER_PREFIX;
   int r;
 
-  r = io_pread (s->io, raw, sizeof raw, 0);
+  *c0 = p = malloc (n);
+  if (p == NULL)
+    return set_error (ENOMEM, "out of memory");
+  r = io_pread (s->io, p, n, 0);
   if (r < 0)
     return r;
-  qcow2_header_decode (raw, sizeof raw, &s->h);
+  qcow2_header_decode (p, sizeof (struct qcow2_header_be), &s->h);
   r = check_basic (s);
   if (r < 0)
     return r;
@@ -633,11 +681,14 @@ read_first_cluster (struct qcow2_state *s, unsigned char **c0)
                             "file is too short (%" PRIu64 " bytes) for a "
                             "qcow2 header", s->file_size);
   s->cluster_size = 1u << s->h.cluster_bits;
+  if (s->cluster_size <= n || prefix_suffices (s, p, n))
+    return 0;
   /* cluster_bits is validated: at most 2 MiB. */
-  *c0 = malloc (s->cluster_size);
-  if (*c0 == NULL)
+  free (p);
+  *c0 = p = malloc (s->cluster_size);
+  if (p == NULL)
     return set_error (ENOMEM, "out of memory");
-  return io_pread (s->io, *c0, s->cluster_size, 0);
+  return io_pread (s->io, p, s->cluster_size, 0);
 }
 
 int

@@ -224,10 +224,12 @@ struct qcow2_l2_cache {
 #define QCOW2_L2_CACHE_BYTES (8u << 20)
 #define QCOW2_L2_CACHE_MAX_SLOTS 1024u
 #define QCOW2_L2_CACHE_MIN_SLOTS 4u
-/* A read-only open caches L2 tables in slices of at most this many bytes:
- * a 2 MiB-cluster table is 2 MiB, and a deep chain reading whole tables
- * would hold one or more per layer. */
-#define QCOW2_L2_SLICE (64u << 10)
+/* A read-only open caches L2 tables and refcount blocks in slices of at
+ * most this many bytes (qemu's default slice too): a 2 MiB-cluster table
+ * is 2 MiB, and each layer of a deep chain needs a little of one or two
+ * tables, so reading more costs a deep chain's job page cache and memory
+ * it never uses. */
+#define QCOW2_L2_SLICE (4u << 10)
 
 struct qcow2_state {
   struct io *io;

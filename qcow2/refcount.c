@@ -432,6 +432,10 @@ qcow2_metadata_preallocated (struct qcow2_state *s, bool *yes)
   real = alloc >> s->h.cluster_bits;
   threshold = MAX (real * 10 / 9, real + 2);     /* real < 2^55 */
   end = DIV_ROUND_UP (s->file_size, s->cluster_size);
+  /* No more clusters can be in use than the file holds: most images
+   * (written as they grew) are answered without reading a refcount. */
+  if (end < threshold)
+    goto done;
   for (i = 0; i < end && used < threshold; i++)
     {
       r = qcow2_get_refcount (s, i, &rc);

@@ -705,8 +705,7 @@ test_l2_read_once (void **state)
   img_free (&m);
 }
 
-/* Bad L1 entries fail at first use with a clear message. */
-/* A read-only open of a 2 MiB-cluster image caches 64 KiB slices of its
+/* A read-only open of a 2 MiB-cluster image caches 4 KiB slices of its
  * 2 MiB L2 table: reads one slice per region asked about, and an extent
  * still runs across slice ends. */
 static void
@@ -714,7 +713,7 @@ test_l2_slices (void **state)
 {
   struct img m;
   const uint32_t cb = 21;
-  const uint64_t cs = 1ull << cb, far = 200000;   /* slice 24 of 32 */
+  const uint64_t cs = 1ull << cb, far = 200000;   /* slice 390 of 512 */
   uint64_t l2, data;
   const struct qcow2_state *s;
 
@@ -732,12 +731,13 @@ test_l2_slices (void **state)
   assert_int_equal (s->l2.nb_reads, 1);
   expect_extent (&m, far * cs + 7, cs, cs - 7, EXT_DATA, true, data + 7);
   assert_int_equal (s->l2.nb_reads, 2);
-  /* Clusters 6 .. far-1: over the end of 24 slices. */
+  /* Clusters 6 .. far-1: over the end of 390 slices. */
   expect_extent (&m, 6 * cs, (far + 8 - 6) * cs, (far - 6) * cs, EXT_UNALLOC,
                  false, 0);
   img_free (&m);
 }
 
+/* Bad L1 entries fail at first use with a clear message. */
 static void
 test_bad_l1_at_use (void **state)
 {
