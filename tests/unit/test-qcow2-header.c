@@ -604,6 +604,71 @@ test_backing_format_ext (void **state)
   timg_free (&t);
 }
 
+/* The parser reads cluster 0's first 4 KiB and the rest only when needed:
+ * extensions and a backing name past 4 KiB are read all the same. */
+static void
+test_header_past_4k (void **state)
+{
+  struct timg t;
+  struct qc_info info;
+  const struct qcow2_state *s;
+  unsigned char big[5000];
+
+  memset (big, 'x', sizeof big);
+  big[0] = 'a';
+  big[sizeof big - 1] = 'z';
+  /* An extension across 4 KiB, then more, then the backing name. */
+  timg_init (&t, 3, 16, 1 << 20);
+  timg_ext (&t, 0x12345678, big, sizeof big);
+  timg_ext (&t, QCOW2_EXT_BACKING_FORMAT, "qcow2", 5);
+  timg_backing (&t, "base.qcow2", 10);
+  assert_true (t.h.backing_file_offset > 4096);
+  assert_int_equal (timg_open (&t, 0), 0);
+  s = t.st;
+  assert_int_equal (s->nb_unknown_exts, 1);
+  assert_int_equal (s->unknown_exts[0].len, sizeof big);
+  assert_memory_equal (s->unknown_exts[0].data, big, sizeof big);
+  describe (&t, &info);
+  assert_string_equal (info.backing_filename, "base.qcow2");
+  assert_string_equal (info.backing_format, "qcow2");
+  timg_free (&t);
+  /* Extensions end early; the backing name lies far beyond 4 KiB. */
+  timg_init (&t, 3, 16, 1 << 20);
+  timg_ext (&t, QCOW2_EXT_BACKING_FORMAT, "raw", 3);
+  t.h.backing_file_offset = 60000;
+  t.h.backing_file_size = 8;
+  memcpy (t.buf + 60000, "base.img", 8);
+  assert_int_equal (timg_open (&t, 0), 0);
+  describe (&t, &info);
+  assert_string_equal (info.backing_filename, "base.img");
+  assert_string_equal (info.backing_format, "raw");
+  timg_free (&t);
+  /* An extension header exactly at 4 KiB, and a bad one after it. */
+  timg_init (&t, 3, 16, 1 << 20);
+  timg_ext (&t, 0x12345678, big, 4096 - 112 - 8);
+  assert_int_equal (t.ext_off, 4096);
+  timg_ext (&t, QCOW2_EXT_BACKING_FORMAT, "qcow2", 5);
+  assert_int_equal (timg_open (&t, 0), 0);
+  describe (&t, &info);
+  assert_string_equal (info.backing_format, "qcow2");
+  timg_free (&t);
+  timg_init (&t, 3, 16, 1 << 20);
+  timg_ext (&t, 0x12345678, big, 4096 - 112 - 8);
+  timg_ext (&t, QCOW2_EXT_BACKING_FORMAT, "0123456789abcdef", 16);
+  expect_fail (&t, 0, EINVAL, "backing format");
+  /* Nonzero bytes too few for an extension just before a backing name
+   * at the cluster's end, after extensions that fill the rest. */
+  timg_init (&t, 3, 16, 1 << 20);
+  timg_ext (&t, 0x12345678, big, 4096 - 112 - 8);
+  put_be32 (t.buf + 4096, 0x12345679);
+  put_be32 (t.buf + 4100, 65528 - 4096 - 8);
+  t.h.backing_file_offset = 65533;
+  t.h.backing_file_size = 3;
+  memcpy (t.buf + 65533, "abc", 3);
+  t.buf[65530] = 1;
+  expect_fail (&t, 0, EINVAL, "truncated header extension");
+}
+
 static void
 bitmaps_ext (struct timg *t, uint32_t nb, uint32_t reserved,
              uint64_t dir_size, uint64_t dir_off)
@@ -997,6 +1062,7 @@ main (void)
     cmocka_unit_test (test_ext_overlaps_backing),
     cmocka_unit_test (test_ext_duplicate),
     cmocka_unit_test (test_backing_format_ext),
+    cmocka_unit_test (test_header_past_4k),
     cmocka_unit_test (test_bitmaps_ext),
     cmocka_unit_test (test_bitmap_op),
     cmocka_unit_test (test_bitmap_directory_bad),
