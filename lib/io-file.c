@@ -382,6 +382,14 @@ io_set_direct_writes (struct io *io)
   return io->dfd >= 0 && io->writable;
 }
 
+void
+io_willneed (struct io *io, uint64_t off, uint64_t len)
+{
+  if (io->fd >= 0 && off <= INT64_MAX && len <= INT64_MAX - off)
+    (void) posix_fadvise (io->fd, (off_t) off, (off_t) len,
+                          POSIX_FADV_WILLNEED);
+}
+
 int
 io_fsync_dir (const char *dir)
 {

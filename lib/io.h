@@ -89,6 +89,9 @@ io_note_end (struct io *io, uint64_t end)
   if (io->growing && end > io->end)
     io->end = end;
 }
+/* Have the kernel start reading [off, off+len) into the page cache
+ * (a hint: nothing for a memory io, and a failure changes nothing). */
+void io_willneed (struct io *io, uint64_t off, uint64_t len);
 /* fsync the directory dir (a rename or unlink in it made durable). */
 int io_fsync_dir (const char *dir);
 /* An in-memory image holding a copy of data[0..len). */

@@ -35,6 +35,39 @@ load_l1 (struct qcow2_state *s)
   return 0;
 }
 
+/* Start reading the L2 tables the L1 table names (up to a bound), all at
+ * once: a job's first walk over a deep chain otherwise waits for each
+ * layer's tables in turn when they are not in the page cache. Adjacent
+ * tables go in one request; entries that are not valid are left to be
+ * refused at use. */
+#define L2_PREFETCH_MAX (4u << 20)
+
+static void
+prefetch_l2 (struct qcow2_state *s)
+{
+  uint64_t start = 0, len = 0, total = 0;
+  size_t i;
+
+  for (i = 0; i < s->h.l1_size && total < L2_PREFETCH_MAX; i++) {
+    uint64_t off = s->l1[i] & QCOW2_OFFSET_MASK;
+
+    if (off == 0 || off % s->cluster_size
+        || !range_within (off, s->cluster_size, s->file_size))
+      continue;
+    total += s->cluster_size;
+    if (len && off == start + len) {
+      len += s->cluster_size;
+      continue;
+    }
+    if (len)
+      io_willneed (s->io, start, len);
+    start = off;
+    len = s->cluster_size;
+  }
+  if (len)
+    io_willneed (s->io, start, len);
+}
+
 static int
 l2_cache_init (struct qcow2_state *s)
 {
@@ -60,6 +93,8 @@ qcow2_open (struct io *io, unsigned flags, void **stp)
     r = qcow2_parse_header (s);
   if (r == 0)
     r = load_l1 (s);
+  if (r == 0 && !(flags & FMT_OPEN_DESCRIBE))
+    prefetch_l2 (s);
   if (r == 0)
     r = qcow2_read_snapshots (s);
   if (r == 0)
