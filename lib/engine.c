@@ -22,6 +22,7 @@ struct req {
   struct req *next;              /* free list or queue */
   enum req_op op;
   int fd;
+  int alt_fd;                    /* a write refused with EINVAL goes here */
   int buf_index;                 /* registered buffer, or -1 */
   char *buf;
   uint32_t len, done;            /* done: bytes transferred so far */
@@ -131,6 +132,14 @@ static bool
 progress (struct engine *e, struct req *r, int res, int *result)
 {
   if (res == -EINTR || res == -EAGAIN) {
+    *result = -ECANCELED;
+    return e->cancelling;
+  }
+  if (res == -EINVAL && r->op == OP_WRITE && r->alt_fd >= 0) {
+    /* An O_DIRECT write the file system will not take: the rest of it
+     * goes through the page cache instead. */
+    r->fd = r->alt_fd;
+    r->alt_fd = -1;
     *result = -ECANCELED;
     return e->cancelling;
   }
@@ -544,8 +553,8 @@ fixed_index (const struct engine *e, const char *buf, size_t len)
 }
 
 static int
-queue_req (struct engine *e, enum req_op op, int fd, void *buf, size_t len,
-           uint64_t off, engine_cb cb, void *opaque)
+queue_req (struct engine *e, enum req_op op, int fd, int alt_fd, void *buf,
+           size_t len, uint64_t off, engine_cb cb, void *opaque)
 {
   struct req *r = e->free_reqs;
 
@@ -559,6 +568,7 @@ queue_req (struct engine *e, enum req_op op, int fd, void *buf, size_t len,
   e->inflight++;
   r->op = op;
   r->fd = fd;
+  r->alt_fd = alt_fd != fd ? alt_fd : -1;
   r->buf = buf;
   r->len = (uint32_t) len;
   r->done = 0;
@@ -579,20 +589,28 @@ int
 engine_read (struct engine *e, int fd, void *buf, size_t len, uint64_t off,
              engine_cb cb, void *opaque)
 {
-  return queue_req (e, OP_READ, fd, buf, len, off, cb, opaque);
+  return queue_req (e, OP_READ, fd, -1, buf, len, off, cb, opaque);
 }
 
 int
 engine_write (struct engine *e, int fd, const void *buf, size_t len,
               uint64_t off, engine_cb cb, void *opaque)
 {
-  return queue_req (e, OP_WRITE, fd, (void *) buf, len, off, cb, opaque);
+  return queue_req (e, OP_WRITE, fd, -1, (void *) buf, len, off, cb, opaque);
+}
+
+int
+engine_write_or (struct engine *e, int fd, int alt_fd, const void *buf,
+                 size_t len, uint64_t off, engine_cb cb, void *opaque)
+{
+  return queue_req (e, OP_WRITE, fd, alt_fd, (void *) buf, len, off, cb,
+                    opaque);
 }
 
 int
 engine_fsync (struct engine *e, int fd, engine_cb cb, void *opaque)
 {
-  return queue_req (e, OP_FSYNC, fd, NULL, 0, 0, cb, opaque);
+  return queue_req (e, OP_FSYNC, fd, -1, NULL, 0, 0, cb, opaque);
 }
 
 /* The sync backend runs requests when they are waited for. */

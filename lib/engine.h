@@ -73,6 +73,12 @@ int engine_read (struct engine *e, int fd, void *buf, size_t len,
                  uint64_t off, engine_cb cb, void *opaque);
 int engine_write (struct engine *e, int fd, const void *buf, size_t len,
                   uint64_t off, engine_cb cb, void *opaque);
+/* engine_write on fd (opened O_DIRECT), done again on alt_fd (the same
+ * file without O_DIRECT) if fd refuses it with EINVAL, as a file system
+ * may for a direct write it cannot take; the callback sees the result of
+ * the write that was done. */
+int engine_write_or (struct engine *e, int fd, int alt_fd, const void *buf,
+                     size_t len, uint64_t off, engine_cb cb, void *opaque);
 /* Completes after every write that completed before it was queued is
  * durable; order it after writes by waiting for them first. */
 int engine_fsync (struct engine *e, int fd, engine_cb cb, void *opaque);

@@ -533,7 +533,7 @@ sink_engine (struct mover *m, struct slot *s, const void *buf, size_t n,
       return set_error (-r, "I/O engine: %s", strerror (-r));
   if (m->d.io)
     fd = io_write_fd (m->d.io, buf, n, off);
-  r = engine_write (m->eng, fd, buf, n, off, write_done, s);
+  r = engine_write_or (m->eng, fd, m->d.fd, buf, n, off, write_done, s);
   if (r < 0)
     return set_image_error (m->d.name, -r, "write: %s", strerror (-r));
   s->pending++;

@@ -163,7 +163,7 @@ sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
       return set_error (-r, "I/O engine: %s", strerror (-r));
   if ((fd = io_write_fd (io, p, n, off)) == io->fd)
     x->unkicked += n;
-  if ((r = engine_write (x->eng, fd, p, n, off, wrote, w)) < 0)
+  if ((r = engine_write_or (x->eng, fd, io->fd, p, n, off, wrote, w)) < 0)
     return set_image_error (io->name, -r, "write: %s", strerror (-r));
   w->pending++;
   return 0;
