@@ -42,6 +42,7 @@ struct engine {
   bool cancelling;
   bool quiet;                    /* engine_free: callbacks no longer run */
   unsigned depth, inflight;
+  unsigned fallbacks;            /* writes redone on their alt_fd */
   struct req *reqs, *free_reqs;
   /* Not yet handed to the kernel (new requests and resubmissions of the
    * rest of a short transfer). */
@@ -140,6 +141,7 @@ progress (struct engine *e, struct req *r, int res, int *result)
      * goes through the page cache instead. */
     r->fd = r->alt_fd;
     r->alt_fd = -1;
+    e->fallbacks++;
     *result = -ECANCELED;
     return e->cancelling;
   }
@@ -626,6 +628,12 @@ engine_wait (struct engine *e, unsigned min_complete)
   int r = check_not_in_callback (e, "engine_wait");
 
   return r < 0 ? r : wait_loop (e, min_complete);
+}
+
+unsigned
+engine_fallbacks (const struct engine *e)
+{
+  return e->fallbacks;
 }
 
 unsigned

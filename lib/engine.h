@@ -79,6 +79,9 @@ int engine_write (struct engine *e, int fd, const void *buf, size_t len,
  * the write that was done. */
 int engine_write_or (struct engine *e, int fd, int alt_fd, const void *buf,
                      size_t len, uint64_t off, engine_cb cb, void *opaque);
+/* How many such writes were redone on their alt_fd so far: a caller
+ * seeing one stops giving the engine direct writes. */
+unsigned engine_fallbacks (const struct engine *e);
 /* Completes after every write that completed before it was queued is
  * durable; order it after writes by waiting for them first. */
 int engine_fsync (struct engine *e, int fd, engine_cb cb, void *opaque);

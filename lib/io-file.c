@@ -67,10 +67,17 @@ io_dio_reserve (struct io *io, uint64_t end)
   io->grown = to;
 }
 
+/* The descriptor a write goes through. */
+static int
+write_fd (const struct io *io, const void *p, size_t n, uint64_t off)
+{
+  return io->dio_refused ? io->fd : pick_fd (io, p, n, off);
+}
+
 int
 io_write_fd (struct io *io, const void *buf, size_t n, uint64_t off)
 {
-  int fd = pick_fd (io, buf, n, off);
+  int fd = write_fd (io, buf, n, off);
 
   if (fd != io->fd)
     io_dio_reserve (io, off + n);
@@ -128,10 +135,12 @@ file_pwrite (struct io *io, const void *buf, size_t n, uint64_t off)
 
   (void) io_write_fd (io, p, n, off);
   while (n > 0) {
-    int fd = pick_fd (io, p, n, off);
+    int fd = write_fd (io, p, n, off);
     ssize_t r = pwrite (fd, p, n, (off_t) off);
-    if (r < 0 && errno == EINVAL && fd != io->fd)
+    if (r < 0 && errno == EINVAL && fd != io->fd) {
+      io_direct_refused (io);
       r = pwrite (io->fd, p, n, (off_t) off);
+    }
     if (r < 0) {
       if (errno == EINTR)
         continue;

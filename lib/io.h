@@ -41,6 +41,7 @@ struct io {
    * to `end`. */
   bool growing, grow_failed;
   uint64_t grown, end;
+  bool dio_refused;     /* a direct write was refused: writes go buffered */
 };
 
 /* Offset, length and buffer alignment for requests that go O_DIRECT. */
@@ -88,6 +89,13 @@ io_note_end (struct io *io, uint64_t end)
 {
   if (io->growing && end > io->end)
     io->end = end;
+}
+/* The file system refused a direct write (EINVAL): io's writes go
+ * through the page cache from now on. */
+static inline void
+io_direct_refused (struct io *io)
+{
+  io->dio_refused = true;
 }
 /* Have the kernel start reading [off, off+len) into the page cache
  * (a hint: nothing for a memory io, and a failure changes nothing). */

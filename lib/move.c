@@ -507,6 +507,8 @@ write_done (void *opaque, int res)
     if (s->m->werr == 0)
       s->m->werr = res;
   }
+  if (s->m->d.io && engine_fallbacks (s->m->eng))
+    io_direct_refused (s->m->d.io);
   if (s->pending == 0 && s->state == S_WRITING)
     s->state = S_DONE;
 }

@@ -100,6 +100,8 @@ wrote (void *opaque, int res)
 
   if (res < 0 && w->x->werr == 0)
     w->x->werr = res;
+  if (engine_fallbacks (w->x->eng))
+    io_direct_refused (w->x->rt.c->layers[0].io);
   if (--w->pending == 0 && w->sealed)
     release (w);
 }
@@ -196,8 +198,8 @@ kick_writeback (struct rtjob *x)
   /* Only the part of the file that grew since (new clusters are
    * appended): a whole-file request walks all of it every time, which
    * measured slower than no request at all. */
-  if (x->rt.direct_writes)          /* nothing cached to write back */
-    return;
+  if (x->rt.direct_writes && !x->rt.c->layers[0].io->dio_refused)
+    return;                          /* nothing cached to write back */
   if (writeback_due (x->unkicked, x->kicked) && fd >= 0
       && fstat (fd, &st) == 0) {
     uint64_t end = (uint64_t) st.st_size;

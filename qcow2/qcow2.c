@@ -35,36 +35,48 @@ load_l1 (struct qcow2_state *s)
   return 0;
 }
 
-/* Start reading the L2 tables the L1 table names (up to a bound), all at
- * once: a job's first walk over a deep chain otherwise waits for each
- * layer's tables in turn when they are not in the page cache. Adjacent
- * tables go in one request; entries that are not valid are left to be
+/* Start reading the L2 tables the L1 table names, all at once: a job's
+ * first walk over a deep chain otherwise waits for each layer's tables in
+ * turn when they are not in the page cache. Only the part of a table that
+ * maps the virtual size, adjacent parts in one request, 1 MiB and 64
+ * requests a layer at most; entries that are not valid are left to be
  * refused at use. */
-#define L2_PREFETCH_MAX (4u << 20)
+#define L2_PREFETCH_BYTES (1u << 20)
+#define L2_PREFETCH_CALLS 64u
 
 static void
 prefetch_l2 (struct qcow2_state *s)
 {
+  uint64_t per_table = (uint64_t) s->cluster_size << s->l2_bits;
   uint64_t start = 0, len = 0, total = 0;
+  unsigned calls = 0;
   size_t i;
 
-  for (i = 0; i < s->h.l1_size && total < L2_PREFETCH_MAX; i++) {
-    uint64_t off = s->l1[i] & QCOW2_OFFSET_MASK;
+  for (i = 0; i < s->h.l1_size && total < L2_PREFETCH_BYTES; i++) {
+    uint64_t off = s->l1[i] & QCOW2_OFFSET_MASK, left, n;
 
     if (off == 0 || off % s->cluster_size
-        || !range_within (off, s->cluster_size, s->file_size))
+        || !range_within (off, s->cluster_size, s->file_size)
+        || i * per_table >= s->h.size)   /* i < l1_size <= 2^22 */
       continue;
-    total += s->cluster_size;
+    /* Entries for the guest bytes this table maps. */
+    left = DIV_ROUND_UP (s->h.size - i * per_table, s->cluster_size);
+    n = MIN ((uint64_t) s->cluster_size, left * s->l2_entry_size);
+    n = MIN (n, L2_PREFETCH_BYTES - total);
+    total += n;
     if (len && off == start + len) {
-      len += s->cluster_size;
+      len += n;
       continue;
     }
-    if (len)
+    if (len) {
+      if (calls++ == L2_PREFETCH_CALLS)
+        return;
       io_willneed (s->io, start, len);
+    }
     start = off;
-    len = s->cluster_size;
+    len = n;
   }
-  if (len)
+  if (len && calls < L2_PREFETCH_CALLS)
     io_willneed (s->io, start, len);
 }
 

@@ -649,7 +649,9 @@ direct_write_falls_back (void **state)
   assert_int_equal (engine_write (e, dfd, mem + 1, 4096, 0, record, &a), 0);
   assert_int_equal (engine_write_or (e, dfd, fd, mem + 1, 4096, 4096, record,
                                      &b), 0);
+  assert_int_equal (engine_fallbacks (e), 0);
   assert_int_equal (engine_drain (e), 0);
+  assert_int_equal (engine_fallbacks (e), 1);
   assert_int_equal (a.calls, 1);
   assert_int_equal (a.res, -EINVAL);
   assert_int_equal (b.calls, 1);

@@ -215,6 +215,11 @@ file_direct_writes_grow_ahead (void **state)
   assert_int_equal (io->ops->truncate (io, 5000), 0);
   assert_int_equal (io->ops->flush (io), 0);
   assert_int_equal (file_size (io->fd), 5000);
+  /* Once the file system refused a direct write, writes go buffered. */
+  assert_int_equal (io_write_fd (io, a, 4096, 0), io->dfd);
+  io_direct_refused (io);
+  assert_int_equal (io_write_fd (io, a, 4096, 0), io->fd);
+  io->dio_refused = false;
   /* Closed unflushed (an error path): cut back all the same. */
   assert_int_equal (io_pwrite (io, a, 4096, 8192), 0);
   fd = open (path, O_RDONLY);
