@@ -151,13 +151,20 @@ mk_enc_aes () {
   qtool poke enc-aes.qcow2 32 4 1
 }
 mk_enc_luks () {
-  local it
-  # (a very short iter-time makes qemu's PBKDF benchmark fail on some hosts)
-  for it in 100 500 2000; do
-    rm -f enc-luks.qcow2
-    "$QEMU_IMG" create --object secret,id=sec0,data=123456 -f qcow2 \
-      -o encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=$it \
-      enc-luks.qcow2 4M >"$T/luks.log" 2>&1 && return 0
+  local it try
+  # qemu-img times a PBKDF run to pick the iteration count; on a loaded
+  # host (the sanitizer build's tests run two at a time) the timing can
+  # fail ("Unable to get accurate CPU usage") for every iter-time in a
+  # row, so try again after a pause. A very short iter-time fails on some
+  # hosts every time.
+  for try in 1 2 3 4 5; do
+    for it in 100 500 2000; do
+      rm -f enc-luks.qcow2
+      "$QEMU_IMG" create --object secret,id=sec0,data=123456 -f qcow2 \
+        -o encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=$it \
+        enc-luks.qcow2 4M >"$T/luks.log" 2>&1 && return 0
+    done
+    sleep "$try"
   done
   echo "ERROR: cannot create a LUKS image:"; cat "$T/luks.log"; exit 1
 }
