@@ -406,7 +406,7 @@ start_mover (struct copy *cp)
   struct move_dest d = {
     .name = cp->dest, .ops = cp->dops, .st = cp->dst, .io = cp->dio,
     .fd = cp->dio ? cp->dio->fd : -1, .under = cp->under,
-    .compress = cp->compress,
+    .compress = cp->compress, .fresh = cp->tmp != NULL,
   };
 
   return name_dest (cp, mover_new (&p, &d, &cp->mv));

@@ -785,7 +785,7 @@ surely_small (const struct mover *m)
   for (i = m->p.from; i < m->p.stop && i < m->p.src->n; i++)
     if (m->p.src->layers[i].io->fd < 0)
       return false;
-  return m->alloc < JOB_DIRECT_AUTO_MIN;
+  return m->alloc < job_direct_min (m->d.fresh);
 }
 
 static int
@@ -870,7 +870,7 @@ mover_new (const struct move_params *p, const struct move_dest *d,
    * batch, or more than a batch. */
   if (d->io && d->fd >= 0
       && job_direct_writes (p->flags, m->plan_pos >= m->walk_end ? m->planned
-                            : m->small ? m->alloc : UINT64_MAX)
+                            : m->small ? m->alloc : UINT64_MAX, d->fresh)
       && io_set_direct_writes (d->io))
     m->dwrites = true;
   /* Kernel copies where DEST's view below is kept (nothing to detect

@@ -33,8 +33,8 @@ struct move_dest {
   int fd;                        /* DEST's file, for the engine; -1 = none */
   bool under;
   bool compress;                 /* whole clusters through pwrite_compressed */
-  /* Nobody sees DEST before the job ends (a new file under a temporary
-   * name): guest data is written asynchronously, through a data sink. */
+  /* DEST is a file the job created (a copy's new DEST): its writes go
+   * past the page cache from a smaller size (job_direct_writes). */
   bool fresh;
   /* Data moves as the layers hold it, all-zero data included (commit):
    * with `under`, whole clusters go file to file by copy_file_range. */

@@ -503,7 +503,7 @@ rt_setup (struct rtjob *x)
     return r;
   /* A plan longer than a batch is a big job whatever its first batch. */
   if (job_direct_writes (rt->io_flags, retarget_plan_done (rt)
-                         ? rt->planned_bytes : UINT64_MAX))
+                         ? rt->planned_bytes : UINT64_MAX, false))
     rt->direct_writes = io_set_direct_writes (l->io);
   return 0;
 }

@@ -330,6 +330,22 @@ if dio_trace "dio default" copy --no-uring dio.qcow2 dio.tr1.qcow2; then
     fail "small --cache=direct-writes: $DIO_WRITES direct writes, $DIO_READS direct reads"
   same_view small.qcow2 small.tr2.qcow2 qcow2 "small direct-writes"
   clean_check small.tr2.qcow2 "small direct-writes"
+  # 24 MiB: past the cache into a new file (its first flush would write
+  # everything back at once), through it in place (pull).
+  qimg create -f qcow2 mid.qcow2 32M
+  qio_cmds mid.qcow2 "write -P 6 0 24M"
+  dio_trace "mid default" copy --no-uring mid.qcow2 mid.tr1.qcow2
+  CHECKS=$((CHECKS + 1))
+  [ "$DIO_WRITES" -gt 0 ] && [ "$DIO_READS" = 0 ] ||
+    fail "mid default: $DIO_WRITES direct writes, $DIO_READS direct reads"
+  same_view mid.qcow2 mid.tr1.qcow2 qcow2 "mid default"
+  clean_check mid.tr1.qcow2 "mid default"
+  qimg create -f qcow2 -b mid.qcow2 -F qcow2 mid.top.qcow2
+  dio_trace "mid pull" pull --no-uring mid.top.qcow2
+  CHECKS=$((CHECKS + 1))
+  [ "$DIO_WRITES" = 0 ] || fail "mid pull: $DIO_WRITES direct writes"
+  same_view mid.qcow2 mid.top.qcow2 qcow2 "mid pull"
+  clean_check mid.top.qcow2 "mid pull"
 fi
 
 say "abort mid-copy"

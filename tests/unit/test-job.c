@@ -194,11 +194,16 @@ free_mid_job_finishes_it (void **state)
 static void
 io_modes (void **state)
 {
-  assert_false (job_direct_writes (0, JOB_DIRECT_AUTO_MIN - 1));
-  assert_true (job_direct_writes (0, JOB_DIRECT_AUTO_MIN));
-  assert_true (job_direct_writes (QC_JOB_DIRECT_WRITES, 0));
-  assert_true (job_direct_writes (QC_JOB_DIRECT, 0));
-  assert_false (job_direct_writes (QC_JOB_BUFFERED, UINT64_MAX));
+  assert_false (job_direct_writes (0, JOB_DIRECT_AUTO_MIN - 1, false));
+  assert_true (job_direct_writes (0, JOB_DIRECT_AUTO_MIN, false));
+  /* A file the job created: from a smaller size. */
+  assert_true (JOB_DIRECT_NEW_MIN < JOB_DIRECT_AUTO_MIN);
+  assert_false (job_direct_writes (0, JOB_DIRECT_NEW_MIN - 1, true));
+  assert_true (job_direct_writes (0, JOB_DIRECT_NEW_MIN, true));
+  assert_false (job_direct_writes (0, JOB_DIRECT_NEW_MIN, false));
+  assert_true (job_direct_writes (QC_JOB_DIRECT_WRITES, 0, false));
+  assert_true (job_direct_writes (QC_JOB_DIRECT, 0, true));
+  assert_false (job_direct_writes (QC_JOB_BUFFERED, UINT64_MAX, true));
   assert_int_equal (job_check_io_flags (QC_JOB_NO_URING | QC_JOB_BUFFERED), 0);
   assert_int_equal (job_check_io_flags (QC_JOB_DIRECT | QC_JOB_BUFFERED),
                     -EINVAL);
