@@ -79,21 +79,6 @@ doomed_dangling () {
   return 1
 }
 
-# unlocked_after_kill WHAT: a killed process's io_uring requests give
-# their files back (and with them the image locks) after the process is
-# reaped, by the kernel's own clean-up: wait for that (up to 10 s) before
-# qemu-img or a rerun opens the images. Not a timing assert.
-unlocked_after_kill () {
-  local f i
-  for f in *.qcow2; do
-    for ((i = 0; i < 100; i++)); do
-      "$QEMU_IMG" info "$f" >/dev/null 2>&1 && break
-      "$QEMU_IMG" info -U "$f" >/dev/null 2>&1 || break   # not a lock problem
-      sleep 0.1
-    done
-    [ "$i" -lt 100 ] || fail "$1: $f still locked 10 s after the kill"
-  done
-}
 
 # after_kill WHAT T B KEEP DEL: the guarantees that hold at any moment.
 after_kill () {

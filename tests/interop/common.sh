@@ -774,6 +774,24 @@ mk_valid () {
     "write -z 2M 64k" "write -P 0x33 3M 4k"
 }
 
+# unlocked_after_kill WHAT [DIR]: a killed process's io_uring requests
+# give their files back (and with them the image locks) after the process
+# is reaped, by the kernel's own clean-up: wait for that (up to 10 s) for
+# every image in DIR (default .) before qemu-img or a rerun opens them.
+# Not a timing assert.
+unlocked_after_kill () {
+  local f i
+  for f in "${2:-.}"/*.qcow2; do
+    [ -e "$f" ] || continue
+    for ((i = 0; i < 100; i++)); do
+      "$QEMU_IMG" info "$f" >/dev/null 2>&1 && break
+      "$QEMU_IMG" info -U "$f" >/dev/null 2>&1 || break   # not a lock problem
+      sleep 0.1
+    done
+    [ "$i" -lt 100 ] || fail "$1: $f still locked 10 s after the kill"
+  done
+}
+
 # dio_trace WHAT ARGS...: qchain ARGS (run with --no-uring, or the engine's
 # requests are not system calls) under strace. Sets DIO_READS and
 # DIO_WRITES, the successful reads and writes on descriptors opened

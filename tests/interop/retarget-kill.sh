@@ -85,6 +85,7 @@ kill_runs () {
     sleep "$(printf '%d.%03d' $((d / 1000)) $((d % 1000)))"
     kill -KILL $pid 2>/dev/null || :
     wait $pid 2>/dev/null || :
+    unlocked_after_kill "$name: killed after ${d} ms" w
     # where the kill landed: nothing written, writing, or switched
     "$QEMU_IMG" info --output=json w/top.qcow2 >"$T/ki.json"
     if [ "$(json_get "$T/ki.json" "j.get('backing-filename', '')")" != mid.qcow2 ]; then
