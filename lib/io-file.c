@@ -99,18 +99,87 @@ cut_back (struct io *io)
   return 0;
 }
 
+/* SEEK_DATA/SEEK_HOLE at off: *is_data and where that run ends (past
+ * EOF: a hole without end). A file system without them (EINVAL) reports
+ * all data. -errno on other errors. */
+static int
+seek_run (int fd, uint64_t off, bool *is_data, uint64_t *end)
+{
+  off_t data, hole;
+
+  data = lseek (fd, (off_t) off, SEEK_DATA);
+  if (data < 0) {
+    if (errno != ENXIO && errno != EINVAL && errno != EOPNOTSUPP)
+      return -errno;
+    *is_data = errno != ENXIO;   /* ENXIO: no data from off to EOF */
+    *end = UINT64_MAX;
+    return 0;
+  }
+  if ((uint64_t) data > off) {
+    *is_data = false;
+    *end = (uint64_t) data;
+    return 0;
+  }
+  hole = lseek (fd, (off_t) off, SEEK_HOLE);
+  if (hole < 0)
+    return -errno;
+  *is_data = true;
+  *end = (uint64_t) hole;
+  return 0;
+}
+
+/* How much of [off, off+n) a read-only file holds as data (*is_data) or
+ * as a hole from off on. A hole reads as zeroes without being read: the
+ * kernel would fill new page-cache pages with zeroes for it (qemu's
+ * partial clusters are fallocated zero ranges; a copy makes them holes),
+ * and on a VM whose host takes back free memory each such page costs as
+ * much as reading a disk. A file that may change under us (writable), or
+ * an answer the file system cannot give, is all data. */
+static size_t
+read_run (struct io *io, uint64_t off, size_t n, bool *is_data)
+{
+  if (io->writable) {
+    *is_data = true;
+    return n;
+  }
+  if (off < io->run_lo || off >= io->run_hi) {
+    bool d = true;
+    uint64_t end = UINT64_MAX;
+    if (seek_run (io->fd, off, &d, &end) < 0 || end <= off) {
+      d = true;
+      end = UINT64_MAX;
+    }
+    io->run_lo = off;
+    io->run_hi = end;
+    io->run_data = d;
+  }
+  *is_data = io->run_data;
+  return (size_t) MIN ((uint64_t) n, io->run_hi - off);
+}
+
 static int
 file_pread (struct io *io, void *buf, size_t n, uint64_t off)
 {
   char *p = buf;
 
   while (n > 0) {
-    int fd = io->dio_reads ? pick_fd (io, p, n, off) : io->fd;
-    ssize_t r = pread (fd, p, n, (off_t) off);
+    bool is_data;
+    size_t k = read_run (io, off, n, &is_data);
+    int fd = io->dio_reads ? pick_fd (io, p, k, off) : io->fd;
+    ssize_t r;
+
+    if (!is_data) {
+      memset (p, 0, k);
+      p += k;
+      n -= k;
+      off += k;
+      continue;
+    }
+    r = pread (fd, p, k, (off_t) off);
     /* A device with a larger logical block than IO_DIO_ALIGN refuses
      * the direct request: the buffered descriptor takes it. */
     if (r < 0 && errno == EINVAL && fd != io->fd)
-      r = pread (io->fd, p, n, (off_t) off);
+      r = pread (io->fd, p, k, (off_t) off);
     if (r < 0) {
       if (errno == EINTR)
         continue;
@@ -221,39 +290,17 @@ file_zero (struct io *io, uint64_t off, uint64_t len)
   return 0;
 }
 
-/* SEEK_DATA/SEEK_HOLE. A filesystem without them (EINVAL) reports all data. */
 static int
 file_extent (struct io *io, uint64_t off, uint64_t len, bool *is_data,
              uint64_t *run)
 {
-  off_t data, hole;
   uint64_t end;
+  int r = seek_run (io->fd, off, is_data, &end);
 
-  data = lseek (io->fd, (off_t) off, SEEK_DATA);
-  if (data < 0) {
-    if (errno == ENXIO) {        /* no data from off to EOF */
-      *is_data = false;
-      *run = len;
-      return 0;
-    }
-    if (errno == EINVAL || errno == EOPNOTSUPP) {
-      *is_data = true;
-      *run = len;
-      return 0;
-    }
-    return set_image_error (io->name, errno, "SEEK_DATA: %m");
-  }
-  if ((uint64_t) data > off) {
-    *is_data = false;
-    end = (uint64_t) data;
-  }
-  else {
-    hole = lseek (io->fd, (off_t) off, SEEK_HOLE);
-    if (hole < 0)
-      return set_image_error (io->name, errno, "SEEK_HOLE: %m");
-    *is_data = true;
-    end = (uint64_t) hole;
-  }
+  if (r < 0)
+    return set_image_error (io->name, -r, "%s: %s",
+                            *is_data ? "SEEK_HOLE" : "SEEK_DATA",
+                            strerror (-r));
   *run = end - off < len ? end - off : len;
   return 0;
 }

@@ -42,6 +42,10 @@ struct io {
   bool growing, grow_failed;
   uint64_t grown, end;
   bool dio_refused;     /* a direct write was refused: writes go buffered */
+  /* A read-only file's last allocation answer: [run_lo, run_hi) is data
+   * (or a hole, which reads skip). Empty when run_hi is 0. */
+  uint64_t run_lo, run_hi;
+  bool run_data;
 };
 
 /* Offset, length and buffer alignment for requests that go O_DIRECT. */

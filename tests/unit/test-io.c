@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -98,6 +99,105 @@ file_extents_see_holes (void **state)
   assert_int_equal (io_extent (io, 4 << 20, 4096, &is_data, &run), 0);
   assert_false (is_data);
   assert_int_equal (run, 4096);
+  io_close (io);
+  unlink (path);
+  rmdir (dir);
+}
+
+/* Pages of [off, off+len) of path in the page cache. */
+static size_t
+cached_pages (const char *path, size_t off, size_t len)
+{
+  long pg = sysconf (_SC_PAGESIZE);
+  unsigned char vec[1024];
+  size_t i, n = 0;
+  int fd = open (path, O_RDONLY);
+  void *p;
+
+  assert_true (fd >= 0 && len / pg <= sizeof vec);
+  p = mmap (NULL, len, PROT_READ, MAP_SHARED, fd, (off_t) off);
+  assert_true (p != MAP_FAILED);
+  assert_int_equal (mincore (p, len, vec), 0);
+  for (i = 0; i < len / pg; i++)
+    n += vec[i] & 1;
+  munmap (p, len);
+  close (fd);
+  return n;
+}
+
+/* A read-only file's holes read as zeroes without being read: no page
+ * cache is filled with zeroes for them (it costs as much as a disk read
+ * where the host takes back free memory); data on both sides is read. */
+static void
+file_read_skips_holes (void **state)
+{
+  char dtmpl[] = "/tmp/qchain-test-io-holes-XXXXXX";
+  char *dir = mkdtemp (dtmpl);
+  static char buf[(1 << 20) + 8192];
+  char path[256];
+  struct io *io;
+  bool is_data;
+  uint64_t run;
+  size_t i;
+  int fd;
+
+  assert_non_null (dir);
+  snprintf (path, sizeof path, "%s/f", dir);
+  assert_int_equal (io_open_file (path, IO_CREATE, &io), 0);
+  memset (buf, 'a', 8192);
+  assert_int_equal (io_pwrite (io, buf, 8192, 0), 0);
+  assert_int_equal (io_pwrite (io, buf, 8192, 1 << 20), 0);
+  assert_int_equal (io->ops->flush (io), 0);
+  assert_int_equal (io_extent (io, 64 << 10, 4096, &is_data, &run), 0);
+  io_close (io);
+  if (is_data)          /* a filesystem without holes reports all data */
+    skip ();
+  /* Nothing of the file cached: what a read caches is what it read. */
+  fd = open (path, O_RDONLY);
+  assert_true (fd >= 0);
+  assert_int_equal (posix_fadvise (fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  close (fd);
+
+  assert_int_equal (io_open_file (path, 0, &io), 0);
+  memset (buf, 'x', sizeof buf);
+  assert_int_equal (io_pread (io, buf, sizeof buf, 4096), 0);
+  for (i = 0; i < sizeof buf; i++) {
+    char want = i < 4096 || i >= (1 << 20) - 4096 ? 'a' : 0;
+    if (i >= (1 << 20) + 4096)
+      want = 0;                  /* past EOF */
+    if (buf[i] != want)
+      fail_msg ("byte %zu is %d, not %d", i, buf[i], want);
+  }
+  assert_int_equal (cached_pages (path, 64 << 10, 512 << 10), 0);
+  /* The same hole again (the answer is remembered), then data before it. */
+  assert_int_equal (io_pread (io, buf, 4096, 256 << 10), 0);
+  assert_true (buf[0] == 0 && buf[4095] == 0);
+  assert_int_equal (io_pread (io, buf, 4096, 0), 0);
+  assert_true (buf[0] == 'a' && buf[4095] == 'a');
+  io_close (io);
+  unlink (path);
+  rmdir (dir);
+}
+
+/* A writable file's reads do not trust an earlier answer: what was
+ * written into a hole reads back. */
+static void
+file_read_writable_sees_new_data (void **state)
+{
+  char dtmpl[] = "/tmp/qchain-test-io-wr-XXXXXX";
+  char *dir = mkdtemp (dtmpl);
+  char path[256], buf[4096];
+  struct io *io;
+
+  assert_non_null (dir);
+  snprintf (path, sizeof path, "%s/f", dir);
+  assert_int_equal (io_open_file (path, IO_CREATE, &io), 0);
+  assert_int_equal (io_pwrite (io, "d", 1, 1 << 20), 0);
+  assert_int_equal (io_pread (io, buf, 4096, 64 << 10), 0);
+  assert_int_equal (buf[0], 0);
+  assert_int_equal (io_pwrite (io, "new", 3, 64 << 10), 0);
+  assert_int_equal (io_pread (io, buf, 4096, 64 << 10), 0);
+  assert_memory_equal (buf, "new", 3);
   io_close (io);
   unlink (path);
   rmdir (dir);
@@ -242,6 +342,8 @@ main (void)
     cmocka_unit_test (mem_write_limit_drops_later_writes),
     cmocka_unit_test (mem_write_overflow_refused),
     cmocka_unit_test (file_extents_see_holes),
+    cmocka_unit_test (file_read_skips_holes),
+    cmocka_unit_test (file_read_writable_sees_new_data),
     cmocka_unit_test (file_open_missing_names_path),
     cmocka_unit_test (file_direct_aligned_requests),
     cmocka_unit_test (file_direct_writes_grow_ahead),
