@@ -298,8 +298,7 @@ file_extent (struct io *io, uint64_t off, uint64_t len, bool *is_data,
   int r = seek_run (io->fd, off, is_data, &end);
 
   if (r < 0)
-    return set_image_error (io->name, -r, "%s: %s",
-                            *is_data ? "SEEK_HOLE" : "SEEK_DATA",
+    return set_image_error (io->name, -r, "SEEK_DATA/SEEK_HOLE: %s",
                             strerror (-r));
   *run = end - off < len ? end - off : len;
   return 0;
