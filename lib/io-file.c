@@ -157,6 +157,16 @@ read_run (struct io *io, uint64_t off, size_t n, bool *is_data)
   return (size_t) MIN ((uint64_t) n, io->run_hi - off);
 }
 
+uint64_t
+io_data_run (struct io *io, uint64_t off, uint64_t n, bool *is_data)
+{
+  if (io->fd < 0 || n == 0) {        /* memory: no holes */
+    *is_data = true;
+    return n;
+  }
+  return read_run (io, off, (size_t) MIN (n, (uint64_t) SIZE_MAX), is_data);
+}
+
 static int
 file_pread (struct io *io, void *buf, size_t n, uint64_t off)
 {

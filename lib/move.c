@@ -85,6 +85,7 @@ struct mover {
   struct slot *wslot;                /* the slot whose data DEST writes */
   int werr;                          /* first failed DEST write */
   bool cfr;                          /* copy_file_range for whole clusters */
+  bool zero_range;                   /* and FALLOC_FL_ZERO_RANGE for holes */
   uint64_t unkicked;                 /* DEST bytes written since a kick, */
   uint64_t kick_lo, kick_hi;         /* within these host offsets */
   uint64_t kicked;                   /* bytes write-back was started on */
@@ -234,33 +235,48 @@ direct_fd (struct mover *m, unsigned layer, uint64_t host, uint64_t len,
   return fd;
 }
 
-/* Read one range piece into the slot's buffer. */
+/* Read one range piece into the slot's buffer. A layer file's holes are
+ * zeroed here, not read: the kernel would fill new page-cache pages with
+ * zeroes for them (qemu's partial clusters are fallocated zero ranges, a
+ * copied image has them as holes), which costs as much as a disk read
+ * where the host takes back free memory. */
 static int
 read_piece (struct mover *m, struct slot *s, const struct range *rg,
             uint64_t skip, uint64_t n)
 {
   char *p = (char *) s->buf + (rg->off + skip - s->off);
   struct layer *l = &m->p.src->layers[rg->layer];
+  uint64_t host = rg->host + skip, fsize = m->fsize[rg->layer];
   int r;
 
   if (rg->kind == R_READ)
     return chain_read (m->p.src, rg->layer, p, n, rg->off + skip);
-  while (engine_slots (m->eng) == 0)
-    if ((r = engine_wait (m->eng, 1)) < 0)
-      return set_error (-r, "I/O engine: %s", strerror (-r));
-  /* A read past the layer file's end comes back short: what it does not
-   * fill reads as zeroes. */
-  if (rg->host + skip + n > m->fsize[rg->layer]) {
-    uint64_t have = m->fsize[rg->layer] > rg->host + skip
-      ? m->fsize[rg->layer] - (rg->host + skip) : 0;
+  /* Past the layer file's end: zeroes. */
+  if (host + n > fsize) {
+    uint64_t have = fsize > host ? fsize - host : 0;
     memset (p + have, 0, n - have);
+    n = have;
   }
-  r = engine_read (m->eng, direct_fd (m, rg->layer, rg->host + skip, n, p),
-                   p, n, rg->host + skip, read_done, s);
-  if (r < 0)
-    return set_image_error (l->path, -r, "read: %s", strerror (-r));
-  s->pending++;
-  s->err_layer = rg->layer;
+  while (n > 0) {
+    bool data;
+    uint64_t k = io_data_run (l->io, host, n, &data);
+    if (!data)
+      memset (p, 0, k);
+    else {
+      while (engine_slots (m->eng) == 0)
+        if ((r = engine_wait (m->eng, 1)) < 0)
+          return set_error (-r, "I/O engine: %s", strerror (-r));
+      r = engine_read (m->eng, direct_fd (m, rg->layer, host, k, p), p, k,
+                       host, read_done, s);
+      if (r < 0)
+        return set_image_error (l->path, -r, "read: %s", strerror (-r));
+      s->pending++;
+      s->err_layer = rg->layer;
+    }
+    p += k;
+    host += k;
+    n -= k;
+  }
   return 0;
 }
 
@@ -287,14 +303,23 @@ cfr_piece (const struct mover *m, const struct range *rg, uint64_t at,
 }
 
 /* A piece copy_file_range will move when its window is written: have
- * the kernel start reading it now, so that a cold source is read in
- * parallel and the copy, one piece at a time, finds it in memory. A
- * hint: its failure changes nothing. */
+ * the kernel start reading its data now (not its holes, which the copy
+ * skips), so that a cold source is read in parallel and the copy, one
+ * piece at a time, finds it in memory. A hint: its failure changes
+ * nothing. */
 static void
 prefetch (const struct mover *m, unsigned layer, uint64_t host, uint64_t n)
 {
-  (void) posix_fadvise (m->p.src->layers[layer].io->fd, (off_t) host,
-                        (off_t) n, POSIX_FADV_WILLNEED);
+  struct io *io = m->p.src->layers[layer].io;
+
+  while (n > 0) {
+    bool data;
+    uint64_t k = io_data_run (io, host, n, &data);
+    if (data)
+      io_willneed (io, host, k);
+    host += k;
+    n -= k;
+  }
 }
 
 /* Fill a data window from the plan: every piece of the window (up to the
@@ -568,6 +593,51 @@ copy_range (struct mover *m, unsigned layer, uint64_t host, size_t n,
   return 0;
 }
 
+/* DEST's file over [off, off+n) reads as zero, nothing written (the file
+ * grows to cover it): a layer file's hole, which a kernel copy would read
+ * as new zero pages and write as data. -EOPNOTSUPP where the request is
+ * not aligned to file system blocks (the kernel would wait for the data
+ * written around it) or the file system cannot. */
+static int
+zero_dest (struct mover *m, uint64_t off, uint64_t n)
+{
+  if (!m->zero_range || off % IO_DIO_ALIGN || n % IO_DIO_ALIGN)
+    return -EOPNOTSUPP;
+  if (fallocate (m->d.fd, FALLOC_FL_ZERO_RANGE, (off_t) off, (off_t) n) < 0) {
+    if (errno != EOPNOTSUPP && errno != EINVAL && errno != ENOSYS)
+      return -errno;
+    m->zero_range = false;
+    return -EOPNOTSUPP;
+  }
+  if (m->d.io)
+    io_note_end (m->d.io, off + n);
+  return 0;
+}
+
+/* A piece that was not read, from layer file `layer` at host: copied in
+ * the kernel, its holes made zero ranges of DEST. -EXDEV and the like
+ * where the file systems cannot copy. */
+static int
+copy_piece (struct mover *m, unsigned layer, uint64_t host, size_t n,
+            uint64_t off)
+{
+  struct io *io = m->p.src->layers[layer].io;
+
+  while (n > 0) {
+    bool data;
+    size_t k = (size_t) io_data_run (io, host, n, &data);
+    int r = data ? -EOPNOTSUPP : zero_dest (m, off, k);
+    if (r == -EOPNOTSUPP)
+      r = copy_range (m, layer, host, k, off);
+    if (r < 0)
+      return r;
+    host += k;
+    off += k;
+    n -= k;
+  }
+  return 0;
+}
+
 /* A piece that was not read: copy it in the kernel, or, where the file
  * systems cannot, read it here and let the engine write it. */
 static int
@@ -576,7 +646,7 @@ sink_copy (struct mover *m, struct slot *s, const struct piece *pc,
 {
   uint64_t host = pc->host + (pos - pc->pos);
   char *p = (char *) s->buf + pos;
-  int r = m->cfr ? copy_range (m, pc->layer, host, n, off) : -EXDEV;
+  int r = m->cfr ? copy_piece (m, pc->layer, host, n, off) : -EXDEV;
 
   if (r == -EXDEV || r == -EINVAL || r == -EOPNOTSUPP || r == -ENOSYS) {
     m->cfr = false;                  /* no kernel copy here: read it */
@@ -586,7 +656,7 @@ sink_copy (struct mover *m, struct slot *s, const struct piece *pc,
     return sink_engine (m, s, p, n, off);
   }
   if (r < 0)
-    return set_image_error (m->d.name, -r, "copy_file_range from %s: %s",
+    return set_image_error (m->d.name, -r, "kernel copy from %s: %s",
                             m->p.src->layers[pc->layer].path, strerror (-r));
   note_written (m, off, n);
   return 0;
@@ -877,6 +947,7 @@ mover_new (const struct move_params *p, const struct move_dest *d,
    * zeroes for) and the page cache is used anyway. */
   m->cfr = d->as_is && d->under && !d->compress && !m->dwrites
     && d->fd >= 0;
+  m->zero_range = m->cfr;
   if (d->fd >= 0 && d->ops->set_data_sink) {
     m->sink = (struct data_sink) { sink_write, sink_drain, m };
     d->ops->set_data_sink (d->st, &m->sink);

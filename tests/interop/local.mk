@@ -27,3 +27,5 @@ TESTS += tests/interop/commit.sh tests/interop/commit-kill.sh
 EXTRA_DIST += tests/interop/commit.sh tests/interop/commit-kill.sh tests/interop/commit-common.sh
 TESTS += tests/interop/memory.sh
 EXTRA_DIST += tests/interop/memory.sh
+TESTS += tests/interop/holes.sh
+EXTRA_DIST += tests/interop/holes.sh
