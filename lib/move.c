@@ -597,16 +597,19 @@ copy_range (struct mover *m, unsigned layer, uint64_t host, size_t n,
  * grows to cover it): a layer file's hole, which a kernel copy would read
  * as new zero pages and write as data. -EOPNOTSUPP where the request is
  * not aligned to file system blocks (the kernel would wait for the data
- * written around it) or the file system cannot. */
+ * written around it) or it fails. */
 static int
 zero_dest (struct mover *m, uint64_t off, uint64_t n)
 {
   if (!m->zero_range || off % IO_DIO_ALIGN || n % IO_DIO_ALIGN)
     return -EOPNOTSUPP;
+  /* Any failure: the copy writes the zeroes (and says what is wrong if
+   * it fails too). Making written blocks a zero range may need new ones
+   * (extents split), so a full disk can refuse it where the copy into
+   * the allocated blocks would not. */
   if (fallocate (m->d.fd, FALLOC_FL_ZERO_RANGE, (off_t) off, (off_t) n) < 0) {
-    if (errno != EOPNOTSUPP && errno != EINVAL && errno != ENOSYS)
-      return -errno;
-    m->zero_range = false;
+    if (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS)
+      m->zero_range = false;
     return -EOPNOTSUPP;
   }
   if (m->d.io)
@@ -823,6 +826,7 @@ layer_sizes (struct mover *m)
 {
   struct stat sb;
   unsigned i;
+  int r;
 
   for (i = 0; i < m->p.src->n; i++) {
     int fd = m->p.src->layers[i].io->fd;
@@ -830,9 +834,14 @@ layer_sizes (struct mover *m)
       continue;
     if (fstat (fd, &sb) < 0)
       return set_image_error (m->p.src->layers[i].path, errno, "stat: %m");
-    m->fsize[i] = (uint64_t) sb.st_size;
+    /* A block device's size is not st_size (0): it is where it ends,
+     * and all of it counts as allocated. */
+    r = io_get_size (m->p.src->layers[i].io, &m->fsize[i]);
+    if (r < 0)
+      return r;
     if (i >= m->p.from && i < m->p.stop)
-      m->alloc += MIN ((uint64_t) sb.st_blocks * 512, m->fsize[i]);
+      m->alloc += S_ISREG (sb.st_mode)
+        ? MIN ((uint64_t) sb.st_blocks * 512, m->fsize[i]) : m->fsize[i];
   }
   return 0;
 }

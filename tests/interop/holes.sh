@@ -45,6 +45,11 @@ truncate -s $((8 * M)) probe
 drop probe
 dd if=probe of=/dev/null bs=1M status=none
 [ "$(cached probe)" -ge $((4 * M)) ] || skip "reading a hole caches nothing here"
+[ "$(data_bytes probe)" = 0 ] || skip "SEEK_HOLE does not find holes here"
+# Zero ranges (fallocate -z): else a commit writes B's zeroes as data.
+ZR=yes
+truncate -s $((8 * M)) probe3
+fallocate -z -o 0 -l $M probe3 2>/dev/null || ZR=no
 printf 'x%.0s' $(seq 4096) >data4k
 cp data4k probe2
 drop probe2
@@ -129,7 +134,7 @@ for mode in "" --no-uring --cache=buffered --cache=direct-writes; do
   # B holds the layers' data, their holes as zero ranges, not as zeroes
   # written, where the data goes by copy_file_range (past the page cache,
   # whole clusters are written, as qemu-img commit does).
-  [ "$mode" != --cache=direct-writes ] || continue
+  [ "$mode" != --cache=direct-writes ] && [ $ZR = yes ] || continue
   drop base.qcow2
   CHECKS=$((CHECKS + 1))
   n=$(data_bytes base.qcow2)

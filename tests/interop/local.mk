@@ -29,3 +29,5 @@ TESTS += tests/interop/memory.sh
 EXTRA_DIST += tests/interop/memory.sh
 TESTS += tests/interop/holes.sh
 EXTRA_DIST += tests/interop/holes.sh
+TESTS += tests/interop/block-device.sh
+EXTRA_DIST += tests/interop/block-device.sh
