@@ -157,7 +157,7 @@ int
 qcow2_alloc_bytes (struct qcow2_state *s, uint64_t len, uint64_t *off)
 {
   uint64_t cs = s->cluster_size, o = s->comp_next, c, rc, first;
-  bool yes;
+  bool yes = false;
   int r;
 
   if (o)
@@ -170,7 +170,11 @@ qcow2_alloc_bytes (struct qcow2_state *s, uint64_t len, uint64_t *off)
         o = 0;
       else if (cs - (o & (cs - 1)) < len)
         {
-          r = is_free (s, c + 1, &yes);
+          /* The refcount block for c + 1 first: a new one goes in the
+           * first free cluster, which may be c + 1 itself. */
+          r = qcow2_refcount_prepare (s, c + 1);
+          if (r == 0)
+            r = is_free (s, c + 1, &yes);
           if (r < 0)
             return r;
           if (!yes)

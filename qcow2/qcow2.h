@@ -454,6 +454,9 @@ int qcow2_map_at (struct qcow2_state *s, uint64_t off, struct qcow2_map *m,
 /* Add delta (+1 or -1) to the refcount of cluster; an increment allocates
  * the refcount block (and grows the refcount table) as needed. */
 int qcow2_refcount_add (struct qcow2_state *s, uint64_t cluster, int delta);
+/* The refcount block for cluster exists afterwards (it, and a grown
+ * table, may have taken free clusters, cluster itself among them). */
+int qcow2_refcount_prepare (struct qcow2_state *s, uint64_t cluster);
 /* For repair: set the refcount of cluster to value (write-back, refcount
  * blocks allocated as needed). */
 int qcow2_refcount_set (struct qcow2_state *s, uint64_t cluster,

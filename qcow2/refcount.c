@@ -285,6 +285,14 @@ block_for (struct qcow2_state *s, uint64_t cluster, bool create,
 }
 
 int
+qcow2_refcount_prepare (struct qcow2_state *s, uint64_t cluster)
+{
+  unsigned char *b;
+
+  return block_for (s, cluster, true, &b);
+}
+
+int
 qcow2_refcount_add (struct qcow2_state *s, uint64_t cluster, int delta)
 {
   unsigned bb = block_bits (s), order = s->h.refcount_order;

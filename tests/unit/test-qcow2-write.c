@@ -354,6 +354,52 @@ test_compressed (void **state)
   compressed_case (true);
 }
 
+/* Compressed data spilling into the next cluster where that cluster is
+ * the first of a new refcount block's range: the block must not be put
+ * in the cluster the data goes to (small clusters: a block covers 256 of
+ * them, so thousands of packed clusters cross many). */
+static void
+compressed_across_refblocks_case (bool zstd)
+{
+  struct img m;
+  struct create_params p = {
+    .size = 4 << 20, .version = 3, .cluster_size = 512,
+    .refcount_bits = 16, .zstd = zstd,
+  };
+  size_t n = 4 << 20, i;
+  unsigned char *buf = malloc (n);
+  void *st;
+
+  assert_non_null (buf);
+  assert_int_equal (io_open_mem (NAME, NULL, 0, &m.io), 0);
+  assert_int_equal (qcow2_format.create (m.io, &p), 0);
+  assert_int_equal (qcow2_format.open (m.io, FMT_OPEN_WRITE, &st), 0);
+  m.s = st;
+  /* Clusters of a few distinct bytes then a run: compressed sizes vary
+   * from cluster to cluster, so the packing crosses boundaries at all
+   * places. */
+  for (i = 0; i < n; i++)
+    buf[i] = (i % 512) < 8 + (i / 512) % 97 ? (unsigned char) (i * 31 + 7)
+      : (unsigned char) (i / 512);
+  assert_int_equal (qcow2_format.pwrite_compressed (m.s, buf, n, 0), 0);
+  assert_int_equal (status (&m, 0, 512).type, EXT_COMPRESSED);
+  assert_int_equal (status (&m, n - 512, 512).type, EXT_COMPRESSED);
+  expect (&m, 0, buf, n);
+  clean (&m);
+  reopen (&m, 0);
+  expect (&m, 0, buf, n);
+  done (&m);
+  free (buf);
+}
+
+static void
+test_compressed_across_refblocks (void **state)
+{
+  (void) state;
+  compressed_across_refblocks_case (false);
+  compressed_across_refblocks_case (true);
+}
+
 static void
 widths_case (uint32_t bits)
 {
@@ -678,6 +724,7 @@ main (void)
     cmocka_unit_test (test_zero_v2),
     cmocka_unit_test (test_discard_frees),
     cmocka_unit_test (test_compressed),
+    cmocka_unit_test (test_compressed_across_refblocks),
     cmocka_unit_test (test_refcount_widths),
     cmocka_unit_test (test_reftable_growth),
     cmocka_unit_test (test_l1_growth),
