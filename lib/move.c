@@ -24,7 +24,7 @@
 #define POOL_BYTES (16u << 20)
 #define NSLOTS 32u                   /* windows plus zero ranges (no buffer) */
 #define ENGINE_DEPTH 64u             /* piece reads plus DEST writes */
-#define MAX_PIECES 64u               /* exact pieces of a window (under) */
+#define MAX_PIECES 64u               /* pieces or spans of a window */
 #define PLAN_BATCH 65536u            /* ranges planned ahead, at most */
 #define SMALL_BATCH 256u             /* a small job's first batch */
 #define RAW_GRAN 4096u               /* a raw DEST's unit */
@@ -60,7 +60,7 @@ struct mover;
 struct slot {
   struct mover *m;
   uint64_t off;                      /* guest offset of buf[0] */
-  size_t start, len;                 /* buf[start, len) is written (no under) */
+  size_t len;                        /* guest bytes from off placed */
   uint64_t data;                     /* data bytes, for progress */
   bool zero;
   enum sstate state;
@@ -68,7 +68,9 @@ struct slot {
   unsigned pending;                  /* reads, then writes in flight */
   int res;
   unsigned err_layer;
-  struct piece pc[MAX_PIECES];       /* under: exactly what is written */
+  /* What is written: under, exactly the pieces; else spans of whole
+   * clusters (pos and len only) */
+  struct piece pc[MAX_PIECES];
   unsigned npc;
 };
 
@@ -322,6 +324,60 @@ prefetch (const struct mover *m, unsigned layer, uint64_t host, uint64_t n)
   }
 }
 
+/* Without `under`: the window's data goes in spans of whole DEST
+ * clusters (a new cluster needs no copy-on-write), their gaps zeroed;
+ * clusters between spans are neither zeroed nor scanned (a sparse
+ * window's buffer is touched only where its data lies). Whether a piece
+ * at `at`, after data ending at `end`, continues the last span. */
+static bool
+span_continues (const struct mover *m, const struct slot *s, uint64_t end,
+                uint64_t at)
+{
+  return s->npc > 0 && ROUND_DOWN (at, (uint64_t) m->gran)
+    <= ROUND_UP (end, (uint64_t) m->gran);
+}
+
+/* Close the last span at the end of the cluster data ends in (or the
+ * window's or the image's end). Returns its end. */
+static uint64_t
+span_close (struct mover *m, struct slot *s, uint64_t end)
+{
+  uint64_t win = s->off;
+  uint64_t wend = MIN (ROUND_UP (end, (uint64_t) m->gran),
+                       MIN (win + m->bufsize, m->p.size));
+  struct piece *pc = &s->pc[s->npc - 1];
+
+  wend = MAX (wend, end);
+  zero_gap (s, (size_t) (end - win), (size_t) (wend - win));
+  pc->len = (uint32_t) (wend - win - pc->pos);
+  return wend;
+}
+
+/* Record where a piece at `at` goes: a piece of its own (under: exactly
+ * what is written), or into a span. */
+static void
+place (struct mover *m, struct slot *s, const struct range *rg, uint64_t end,
+       uint64_t at, uint64_t n)
+{
+  uint64_t win = s->off;
+
+  if (m->d.under) {
+    s->pc[s->npc++] = (struct piece) { (uint32_t) (at - win), (uint32_t) n,
+                                       cfr_piece (m, rg, at, n), rg->layer,
+                                       rg->host + m->next_pos };
+    return;
+  }
+  if (span_continues (m, s, end, at)) {
+    zero_gap (s, (size_t) (end - win), (size_t) (at - win));
+    return;
+  }
+  if (s->npc > 0)
+    span_close (m, s, end);
+  end = ROUND_DOWN (at, (uint64_t) m->gran);
+  s->pc[s->npc++] = (struct piece) { (uint32_t) (end - win), 0, false, 0, 0 };
+  zero_gap (s, (size_t) (end - win), (size_t) (at - win));
+}
+
 /* Fill a data window from the plan: every piece of the window (up to the
  * budget; without `under`, up to a cluster boundary past it). */
 static int
@@ -338,7 +394,6 @@ fill_window (struct mover *m, struct slot *s, uint64_t budget,
   /* Without under, writes start on the first piece's cluster. */
   end = m->d.under ? win : MAX (win, ROUND_DOWN (m->plan[m->next].off
                                                  + m->next_pos, g));
-  s->start = (size_t) (end - win);
   while (m->next < m->nplan) {
     const struct range *rg = &m->plan[m->next];
     uint64_t at = rg->off + m->next_pos, n;
@@ -347,7 +402,7 @@ fill_window (struct mover *m, struct slot *s, uint64_t budget,
       break;
     if (*issued >= budget && (m->d.under || at >= ROUND_UP (end, g)))
       break;
-    if (m->d.under && s->npc == MAX_PIECES)
+    if (s->npc == MAX_PIECES && (m->d.under || !span_continues (m, s, end, at)))
       break;
     n = MIN (rg->len - m->next_pos, win + m->bufsize - at);
     /* A throttled step moves about its budget, not a whole window (one
@@ -360,14 +415,7 @@ fill_window (struct mover *m, struct slot *s, uint64_t budget,
       if (stop > at)
         n = MIN (n, stop - at);
     }
-    if (!m->d.under)
-      zero_gap (s, (size_t) (end - win), (size_t) (at - win));
-    else {
-      struct piece *pc = &s->pc[s->npc++];
-      *pc = (struct piece) { (uint32_t) (at - win), (uint32_t) n,
-                             cfr_piece (m, rg, at, n), rg->layer,
-                             rg->host + m->next_pos };
-    }
+    place (m, s, rg, end, at, n);
     if (m->d.under && s->pc[s->npc - 1].cfr)
       prefetch (m, rg->layer, rg->host + m->next_pos, n);
     else if ((r = read_piece (m, s, rg, m->next_pos, n)) < 0)
@@ -381,15 +429,9 @@ fill_window (struct mover *m, struct slot *s, uint64_t budget,
       m->next_pos = 0;
     }
   }
-  if (m->d.under)
-    s->len = (size_t) (end - win);
-  else {
-    /* Whole DEST clusters: a new cluster needs no copy-on-write. */
-    uint64_t wend = MIN (ROUND_UP (end, g), MIN (win + m->bufsize, m->p.size));
-    wend = MAX (wend, end);
-    zero_gap (s, (size_t) (end - win), (size_t) (wend - win));
-    s->len = (size_t) (wend - win);
-  }
+  s->len = (size_t) (end - win);
+  if (!m->d.under && s->npc > 0)
+    s->len = (size_t) (span_close (m, s, end) - win);
   return 0;
 }
 
@@ -506,9 +548,7 @@ write_slot (struct mover *m, struct slot *s)
   m->wslot = s;
   if (s->zero)
     r = m->d.ops->zero (m->d.st, s->off, s->len);
-  else if (!m->d.under)
-    r = write_span (m, s, s->start, s->len);
-  for (i = 0; !s->zero && m->d.under && i < s->npc && r == 0; i++) {
+  for (i = 0; !s->zero && i < s->npc && r == 0; i++) {
     const struct piece *pc = &s->pc[i];
     if (pc->cfr)                     /* unread: no zero detection */
       r = m->d.ops->pwrite (m->d.st, (char *) s->buf + pc->pos, pc->len,

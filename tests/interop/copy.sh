@@ -149,6 +149,30 @@ scatter b1.qcow2 5 30 $SIZE wwazudc 65536
 deep_cases b1.qcow2
 shallow_cases b1.qcow2 qcow2
 
+say "windows of many small spans after dense ones (stale pool buffers)"
+# Dense data first fills every buffer of the pool; then 512 B clusters
+# written every 8 KiB, at varying offsets in DEST's larger clusters (a
+# raw DEST's 4 KiB: 128 spans in a 1 MiB window, more than a window
+# takes; 64 KiB clusters by -o), and pairs across a DEST cluster's
+# boundary: what lies between spans must be neither written nor left
+# from an earlier window, a span's gaps read as zeroes.
+qimg create -f qcow2 -o cluster_size=512 d0.qcow2 $((32 * M))
+cmds=("write -P 0x5a 0 $((24 * M))")
+for k in $(seq 0 1023); do
+  cmds+=("write -P $((k % 250 + 1)) $((24 * M + k * 8192 + (k % 7) * 1024)) 512")
+done
+for k in $(seq 0 15); do
+  cmds+=("write -P 0x33 $((28 * M + k * 65536 + 65536 - 512)) 1024")
+done
+qio_cmds d0.qcow2 "${cmds[@]}"
+deep_cases d0.qcow2
+for io in "" --no-uring; do
+  if copy_ok "64 KiB DEST clusters$io" $io -o cluster_size=65536 d0.qcow2 d0.64k$io.qcow2; then
+    same_view d0.qcow2 d0.64k$io.qcow2 qcow2 "64 KiB DEST clusters$io"
+    clean_check d0.64k$io.qcow2 "64 KiB DEST clusters$io"
+  fi
+done
+
 say "raw base <- qcow2 <- qcow2; a raw SRC alone"
 qimg create -f raw c0.raw $SIZE
 scatter c0.raw 6 14 $SIZE wwa 65536 -f raw --
