@@ -18,7 +18,10 @@
 #include "move.h"
 #include "writeback.h"
 
-#define REQ_SIZE (1u << 20)          /* window: the largest read */
+/* Window: the largest read and write. 2 MiB writes past the page cache
+ * go faster than 1 MiB ones with the same bytes in flight (fio here:
+ * 2.1 vs 1.7 GB/s). */
+#define REQ_SIZE (2u << 20)
 /* Windows being read or written: 16 MiB of them (fewer when DEST's
  * clusters make a window larger than REQ_SIZE). */
 #define POOL_BYTES (16u << 20)

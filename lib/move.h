@@ -13,7 +13,7 @@
  * What moves: the ranges that layers from..stop-1 of src allocate, read
  * from the layer that decides each one (straight from its file at the host
  * offset when it has one, else through the chain's view of that layer:
- * compressed clusters), in at most 1 MiB requests. Planning is done ahead
+ * compressed clusters), in at most 2 MiB requests. Planning is done ahead
  * in bounded batches as the move goes, so memory does not grow with the
  * image.
  *
