@@ -397,9 +397,25 @@ fill_window (struct mover *m, struct slot *s, uint64_t budget,
   /* Without under, writes start on the first piece's cluster. */
   end = m->d.under ? win : MAX (win, ROUND_DOWN (m->plan[m->next].off
                                                  + m->next_pos, g));
-  while (m->next < m->nplan) {
-    const struct range *rg = &m->plan[m->next];
-    uint64_t at = rg->off + m->next_pos, n;
+  for (;;) {
+    const struct range *rg;
+    uint64_t at, n;
+
+    if (m->next == m->nplan) {
+      /* A batch may end inside a DEST cluster: without `under` the rest
+       * of that cluster comes into this window, or the next window's
+       * write of the cluster, gaps zeroed, would undo this one's. Slots
+       * keep nothing of the plan: it can be refilled here. */
+      if (m->d.under || end % g == 0 || m->plan_pos >= m->walk_end)
+        break;
+      if ((r = plan_more (m)) < 0)
+        return r;
+      if (m->nplan == 0)
+        break;
+      continue;
+    }
+    rg = &m->plan[m->next];
+    at = rg->off + m->next_pos;
 
     if (rg->kind == R_ZERO || at >= win + m->bufsize)
       break;

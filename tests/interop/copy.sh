@@ -173,6 +173,24 @@ for io in "" --no-uring; do
   fi
 done
 
+say "plan batches ending inside a DEST cluster"
+# A sparse raw source with 4 KiB written twice in every 64 KiB: its
+# extents are finer than DEST's clusters, so planning batches end inside
+# them; the window after a batch must not zero what the one before wrote.
+truncate -s $((64 * M)) e0.raw
+cmds=()
+for k in $(seq 0 1023); do
+  cmds+=("write -P $((k % 200 + 1)) $((k * 65536)) 4k"
+         "write -P $((k % 200 + 31)) $((k * 65536 + 32768)) 4k")
+done
+qio_cmds -f raw -- e0.raw "${cmds[@]}"
+for io in "" --no-uring --cache=direct-writes; do
+  if copy_ok "batch ends$io" $io -O qcow2 e0.raw e0$io.qcow2; then
+    same_view e0.raw e0$io.qcow2 qcow2 "batch ends$io"
+    clean_check e0$io.qcow2 "batch ends$io"
+  fi
+done
+
 say "raw base <- qcow2 <- qcow2; a raw SRC alone"
 qimg create -f raw c0.raw $SIZE
 scatter c0.raw 6 14 $SIZE wwa 65536 -f raw --
