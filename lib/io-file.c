@@ -128,6 +128,38 @@ seek_run (int fd, uint64_t off, bool *is_data, uint64_t *end)
   return 0;
 }
 
+/* Whether a file has enough holes to look for: a sixteenth or more of
+ * what SEEK_DATA/SEEK_HOLE's first runs (64 at most) cover. st_blocks
+ * cannot tell: it counts qemu's fallocated zero ranges, which SEEK_HOLE
+ * reports as holes until they are cached (then as data: their pages
+ * read cheaply, and looking for holes walks them). */
+static bool
+has_holes (struct io *io)
+{
+  struct stat st;
+  uint64_t off = 0, hole = 0, end, size;
+  unsigned i;
+  bool data;
+
+  if (io->holes != 0)
+    return io->holes > 0;
+  io->holes = -1;
+  if (fstat (io->fd, &st) < 0 || !S_ISREG (st.st_mode))
+    return false;
+  size = (uint64_t) st.st_size;
+  for (i = 0; i < 64 && off < size; i++) {
+    if (seek_run (io->fd, off, &data, &end) < 0 || end <= off)
+      break;
+    end = MIN (end, size);
+    if (!data)
+      hole += end - off;
+    off = end;
+  }
+  if (off > 0 && hole >= off / 16)
+    io->holes = 1;
+  return io->holes > 0;
+}
+
 /* How much of [off, off+n) a read-only file holds as data (*is_data) or
  * as a hole from off on. A hole reads as zeroes without being read: the
  * kernel would fill new page-cache pages with zeroes for it (qemu's
@@ -135,26 +167,6 @@ seek_run (int fd, uint64_t off, bool *is_data, uint64_t *end)
  * and on a VM whose host takes back free memory each such page costs as
  * much as reading a disk. A file that may change under us (writable), one
  * without holes, or an answer the file system cannot give, is all data. */
-/* Whether a file has enough holes to look for: a sixteenth of its size
- * or more (qemu's images have a few KiB of holes in their metadata). */
-static bool
-has_holes (struct io *io)
-{
-  struct stat st;
-
-  if (io->holes == 0) {
-    uint64_t size, blocks;
-    io->holes = -1;
-    if (fstat (io->fd, &st) == 0 && S_ISREG (st.st_mode)) {
-      size = (uint64_t) st.st_size;
-      blocks = (uint64_t) st.st_blocks * 512;
-      if (blocks < size && size - blocks >= size / 16)
-        io->holes = 1;
-    }
-  }
-  return io->holes > 0;
-}
-
 static size_t
 read_run (struct io *io, uint64_t off, size_t n, bool *is_data)
 {

@@ -46,10 +46,11 @@ struct io {
    * (or a hole, which reads skip). Empty when run_hi is 0. */
   uint64_t run_lo, run_hi;
   bool run_data;
-  /* Whether the file has holes worth skipping (far fewer blocks than
-   * its size): 0 not asked yet, 1 yes, -1 no. Without, there is little
-   * to skip, and SEEK_HOLE is costly on a file whose zero ranges are
-   * fallocated (qemu's) and cached: the kernel walks their pages. */
+  /* Whether the file has holes worth skipping (SEEK_HOLE finds a
+   * sixteenth or more in its first runs): 0 not asked yet, 1 yes, -1 no.
+   * Without, there is little to skip, and SEEK_HOLE is costly on a file
+   * whose zero ranges are fallocated (qemu's) and cached: the kernel
+   * walks their pages. */
   signed char holes;
 };
 
