@@ -22,8 +22,7 @@
  * go faster than 1 MiB ones with the same bytes in flight (fio here:
  * 2.1 vs 1.7 GB/s). */
 #define REQ_SIZE (2u << 20)
-/* Windows being read or written: 16 MiB of them (fewer when DEST's
- * clusters make a window larger than REQ_SIZE). */
+/* Windows being read or written: 16 MiB of them. */
 #define POOL_BYTES (16u << 20)
 #define NSLOTS 32u                   /* windows plus zero ranges (no buffer) */
 #define ENGINE_DEPTH 64u             /* piece reads plus DEST writes */
@@ -425,7 +424,7 @@ fill_window (struct mover *m, struct slot *s, uint64_t budget,
       break;
     n = MIN (rg->len - m->next_pos, win + m->bufsize - at);
     /* A throttled step moves about its budget, not a whole window (one
-     * 1 MiB piece at 1 MiB/s is a second's worth at once); without
+     * 2 MiB piece at 1 MiB/s is two seconds' worth at once); without
      * `under`, to the end of a cluster. */
     {
       uint64_t left = budget > *issued ? budget - *issued : 0;
