@@ -361,7 +361,7 @@ static void
 place (struct mover *m, struct slot *s, const struct range *rg, uint64_t end,
        uint64_t at, uint64_t n)
 {
-  uint64_t win = s->off;
+  uint64_t win = s->off, cs;
 
   if (m->d.under) {
     s->pc[s->npc++] = (struct piece) { (uint32_t) (at - win), (uint32_t) n,
@@ -375,9 +375,9 @@ place (struct mover *m, struct slot *s, const struct range *rg, uint64_t end,
   }
   if (s->npc > 0)
     span_close (m, s, end);
-  end = ROUND_DOWN (at, (uint64_t) m->gran);
-  s->pc[s->npc++] = (struct piece) { (uint32_t) (end - win), 0, false, 0, 0 };
-  zero_gap (s, (size_t) (end - win), (size_t) (at - win));
+  cs = ROUND_DOWN (at, (uint64_t) m->gran);   /* a new span's start */
+  s->pc[s->npc++] = (struct piece) { (uint32_t) (cs - win), 0, false, 0, 0 };
+  zero_gap (s, (size_t) (cs - win), (size_t) (at - win));
 }
 
 /* Fill a data window from the plan: every piece of the window (up to the
