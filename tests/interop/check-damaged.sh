@@ -63,6 +63,9 @@ def main(cmd, path):
         else:
             c = m.rt >> m.cb
             m.setrc(c, m.getrc(c) + 1)
+    elif cmd == 'pasteof':     # refcounts for 3 clusters past the end of file
+        c = (len(m.d) + m.cs - 1) >> m.cb
+        for i in range(3): m.setrc(c + i, 1)
     elif cmd == 'low':         # a data cluster's refcount one too low
         c = (e[0][1] & OFF) >> m.cb
         m.setrc(c, m.getrc(c) - 1)
@@ -172,6 +175,40 @@ qio_cmds plain.qcow2 "write -P 1 0 1M" "write -c -P 2 8M 64k" \
   "write -z 12M 64k" "write -P 3 20M 300k" "write -P 4 40M 64k" \
   "write -P 5 2M 64k"
 damage_all plain.qcow2
+
+# Refcounts past the end of the file (a writer killed after writing its
+# refcount blocks, before its last data): qemu-img check looks inside
+# the file only and finds nothing, but any writer skips those clusters
+# when the file grows, and they become leaks it does see. qchain check
+# counts them as leaks and --repair leaks frees them.
+say "refcounts past the end of the file"
+cp plain.qcow2 pasteof.qcow2
+dmg pasteof pasteof.qcow2
+cp pasteof.qcow2 pasteof-grown.qcow2
+CHECKS=$((CHECKS + 1))
+"$QEMU_IMG" check pasteof.qcow2 >/dev/null 2>&1 ||
+  fail "qemu-img check sees refcounts past the end of the file (test premise)"
+run_qchain check pasteof.qcow2
+CHECKS=$((CHECKS + 1))
+[ "$RC" -eq 3 ] && [ "$(grep -c '^Leaked cluster' "$ERR")" -eq 3 ] ||
+  { fail "qchain check of refcounts past the end: exit $RC, not 3 with 3 leaks"; show_err; cat "$OUT"; }
+run_qchain check --repair leaks pasteof.qcow2
+CHECKS=$((CHECKS + 1))
+[ "$RC" -eq 0 ] || { fail "check --repair leaks of refcounts past the end: exit $RC"; show_err; }
+run_qchain check pasteof.qcow2
+CHECKS=$((CHECKS + 1))
+[ "$RC" -eq 0 ] || { fail "check after repairing refcounts past the end: exit $RC"; cat "$OUT"; }
+# the file grown over them: leaks without the repair, none after it
+for f in pasteof.qcow2 pasteof-grown.qcow2; do
+  qio_cmds "$f" "write -P 9 50M 1M"
+done
+CHECKS=$((CHECKS + 1))
+"$QEMU_IMG" check pasteof.qcow2 >"$T/chk.log" 2>&1 ||
+  { fail "repaired refcounts past the end, file grown: qemu-img check not clean"; cat "$T/chk.log"; }
+CHECKS=$((CHECKS + 1))
+rc=0; "$QEMU_IMG" check pasteof-grown.qcow2 >/dev/null 2>&1 || rc=$?
+[ "$rc" -eq 3 ] || fail "unrepaired refcounts past the end, file grown: qemu-img check exit $rc, not 3 (test premise)"
+rm -f pasteof.qcow2 pasteof-grown.qcow2
 
 # internal snapshots, v3 and v2
 for compat in 1.1 0.10; do

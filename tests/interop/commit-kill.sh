@@ -90,7 +90,12 @@ after_kill () {
     CHECKS=$((CHECKS + 1))
     rc=0
     "$QEMU_IMG" check "$f" >"$T/chk.log" 2>&1 || rc=$?
-    [ "$rc" = 0 ] && continue
+    if [ "$rc" = 0 ]; then
+      # nor leaks past the end of the file, which qemu-img cannot see
+      run_qchain check "$f"
+      [ "$RC" = 0 ] || { fail "$what: qchain check $f after the kill: exit $RC"; show_err; }
+      continue
+    fi
     if [ "$rc" = 1 ] && doomed_dangling "$f" "$t" "$b" "$del"; then
       DANGLING=$((DANGLING + 1))
       continue

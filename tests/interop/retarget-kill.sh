@@ -57,6 +57,10 @@ after_kill () {
     clean_check w/top.qcow2 "$what: after check --repair leaks"
   elif [ "$rc" -ne 0 ]; then
     fail "$what: qemu-img check exit $rc"; cat "$T/chk.log"
+  else
+    # nor leaks past the end of the file, which qemu-img cannot see
+    run_qchain check w/top.qcow2
+    [ "$RC" -eq 0 ] || { fail "$what: qchain check exit $RC"; show_err; }
   fi
   CHECKS=$((CHECKS + 1))
   cmp -s w/base.qcow2 orig/base.qcow2 && cmp -s w/mid.qcow2 orig/mid.qcow2 ||
