@@ -777,7 +777,7 @@ mismatch (struct ck *c, uint64_t i, uint64_t ondisk, uint64_t expected)
 
 /* Refcounts of clusters past the end of the file, which nothing may
  * reference: a writer killed after its refcount blocks were written but
- * before the data of its last clusters was are leaks that qemu-img check
+ * before the data of its last clusters leaves leaks that qemu-img check
  * does not see (it looks inside the file only), and that become leaks it
  * sees once the file grows over them. Looked at up to as many clusters
  * again as the file holds (at least one block's worth), which bounds the

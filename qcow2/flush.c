@@ -63,12 +63,8 @@ qcow2_set_data_sink_op (void *st, const struct data_sink *sink)
   s->sink = sink;
 }
 
-/* Queued data written (not yet synced). Done before refcount blocks are
- * written too, though no rule needs it: a process killed between the two
- * then leaves its allocated clusters inside the file, where leaks are
- * seen and repaired, rather than counted past its end. */
-static int
-drain_data (struct qcow2_state *s)
+int
+qcow2_drain_data (struct qcow2_state *s)
 {
   return s->sink ? s->sink->drain (s->sink->opaque) : 0;
 }
@@ -80,7 +76,7 @@ qcow2_barrier (struct qcow2_state *s)
 
   /* Queued data must be written before the fsync that orders it ahead of
    * the metadata pointing to it. */
-  if ((r = drain_data (s)) < 0)
+  if ((r = qcow2_drain_data (s)) < 0)
     return r;
   if (!s->unsynced)
     return 0;
@@ -98,9 +94,7 @@ qcow2_writeback_l2 (struct qcow2_state *s)
 
   if (s->l2.nb_dirty == 0)
     return 0;
-  r = drain_data (s);
-  if (r == 0)
-    r = qcow2_refcount_writeback (s);
+  r = qcow2_refcount_writeback (s);
   if (r == 0)
     r = qcow2_barrier (s);
   if (r < 0)
@@ -151,9 +145,7 @@ qcow2_flush_op (void *st)
   if (!s->writable)
     return 0;
   /* Refcounts (and a moved refcount table), barrier, L2 tables. */
-  r = drain_data (s);
-  if (r == 0)
-    r = qcow2_refcount_writeback (s);
+  r = qcow2_refcount_writeback (s);
   if (r == 0)
     r = qcow2_writeback_l2 (s);
   if (r == 0 && s->l1_dirty_hi > s->l1_dirty_lo)

@@ -502,6 +502,8 @@ void qcow2_set_data_sink_op (void *st, const struct data_sink *sink);
 int qcow2_write (struct qcow2_state *s, const void *buf, size_t n,
                  uint64_t off);
 /* fsync if anything was written since the last one. */
+/* Queued data written (not yet synced). */
+int qcow2_drain_data (struct qcow2_state *s);
 int qcow2_barrier (struct qcow2_state *s);
 /* Dirty L2 tables to disk after the refcounts they depend on. */
 int qcow2_writeback_l2 (struct qcow2_state *s);

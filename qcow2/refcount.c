@@ -388,6 +388,12 @@ qcow2_refcount_writeback (struct qcow2_state *s)
 
   if (!s->rb_ready)
     return 0;
+  /* Queued data first, though no rule needs it: a process killed between
+   * the two then leaves its new clusters inside the file, where leaks are
+   * seen and repaired, rather than counted past its end. */
+  if ((s->rb.nb_dirty || s->rt_dirty_hi > s->rt_dirty_lo)
+      && (r = qcow2_drain_data (s)) < 0)
+    return r;
   if (s->rb.nb_dirty)
     {
       r = rb_evict_dirty (s);
