@@ -12,7 +12,9 @@
 #   - `qemu-img check`: exit 0 or 3 (leaks allowed, no corruption);
 #   - the qcow2 driver's check (run in-process by crash-sim) finds the same
 #     corruptions and leaks; `qchain check --json` too (one image in three:
-#     the CLI costs a process) with the same exit code;
+#     the CLI costs a process) with the same exit code; qchain also counts
+#     refcounts past the end of the file, which qemu-img sees on a sparse
+#     copy grown over them, so that copy is the oracle where they differ;
 #   - leaking images (and one clean image in ten) repaired in-process as
 #     `qchain check --repair leaks` does must then pass `qemu-img check`
 #     (exit 0) with the guest view unchanged (crash-sim compares, and
@@ -48,6 +50,7 @@ LEAKY=0         # of which leaked clusters
 REPAIRED=0      # repaired in-process (as qchain check --repair leaks) and rechecked
 CLI_REPAIRED=0  # repaired with qchain check --repair leaks and rechecked
 SNAPS=0         # snapshot reads compared
+PAST_END=0      # with leaks past the end of the file (seen on a grown copy)
 
 # counts FILE: "CORRUPTIONS LEAKS" from check --json output (0 when absent:
 # qemu-img and qchain print the optional keys only when not zero).
@@ -81,13 +84,37 @@ qc_run () {
   return 0
 }
 
+# grown_check IMG P: qemu-img check --output=json of a sparse copy of IMG
+# grown to the window qchain check looks at for refcounts past the end of
+# the file (as many clusters again as the file holds, at least one refcount
+# block's worth): a writer killed after its refcount blocks landed but
+# before the data that would have grown the file leaves leaks there, which
+# qemu-img check sees only once the file covers them. Output in P.grown,
+# exit code in GRC.
+grown_check () {
+  local img=$1 p=$2 cs rb size nb per win
+  read -r cs rb < <("$QEMU_IMG" info --output=json "$img" |
+    awk '/"cluster-size":/ { gsub(/[^0-9]/, ""); c = $0 }
+         /"refcount-bits":/ { gsub(/[^0-9]/, ""); r = $0 }
+         END { print c, (r == "" ? 16 : r) }')
+  size=$(stat -c %s "$img")
+  nb=$(( (size + cs - 1) / cs ))
+  per=$(( cs * 8 / rb ))
+  win=$(( nb + (nb > per ? nb : per) ))
+  cp --sparse=always "$img" "$p.grown.qcow2"
+  truncate -s $(( win * cs )) "$p.grown.qcow2"
+  GRC=0
+  "$QEMU_IMG" check --output=json "$p.grown.qcow2" >"$p.grown" 2>&1 || GRC=$?
+  rm -f "$p.grown.qcow2"
+}
+
 # check_one NAME N IMG IC IL IE REP: the checks of one persisted image,
 # run as a background worker: it prints FAIL lines, "STAT x" lines and
 # "DONE" last. IC IL IE: the corruptions, leaks and check errors the qcow2
 # driver's check found in-process ("-": not run); REP: the image repaired
 # in-process as `qchain check --repair leaks` does ("-": none).
 check_one () {
-  local name=$1 n=$2 img=$3 ic=$4 il=$5 ie=$6 rep=$7 qrc=0 rrc q c
+  local name=$1 n=$2 img=$3 ic=$4 il=$5 ie=$6 rep=$7 qrc=0 rrc q c gq gqrc
   local p=${3%.qcow2}
   # (the CLI's repaired copy goes next to the image: the backing file is
   # named relatively)
@@ -103,11 +130,24 @@ check_one () {
   fi
   if [ "$qrc" -eq 3 ]; then echo "STAT leaky"; fi
   q=$(counts "$p.qemu")
+  # qchain check also counts refcounts past the end of the file; where
+  # qemu-img sees none of those the grown copy agrees with it
+  gq=$q gqrc=$qrc
+  if [ "$qrc" -le 3 ] && { [ "$ic" = - ] || [ "$ic $il" != "$q" ] ||
+       [ $((n % 3)) -eq 0 ]; }; then
+    grown_check "$img" "$p"
+    if [ "$GRC" -ne 0 ] && [ "$GRC" -ne 3 ]; then
+      fail "$name: crash after write $n: qemu-img check of the grown copy exit $GRC:"
+      head -20 "$p.grown" | sed 's/^/    /'
+    fi
+    gq=$(counts "$p.grown") gqrc=$GRC
+    [ "$gq" = "$q" ] || echo "STAT past-end"
+  fi
   # the driver's check, run in-process by crash-sim, agrees with qemu-img
   if [ "$ic" != - ]; then
     echo "STAT check"
-    { [ "$ic $il" = "$q" ] && [ "$ie" = 0 ]; } ||
-      fail "$name: crash after write $n: the qcow2 driver's check finds corruptions, leaks: $ic $il (check errors $ie); qemu-img check: $q"
+    { [ "$ic $il" = "$gq" ] && [ "$ie" = 0 ]; } ||
+      fail "$name: crash after write $n: the qcow2 driver's check finds corruptions, leaks: $ic $il (check errors $ie); qemu-img check: $q, of the grown copy: $gq"
   fi
   # the in-process repair: clean for qemu-img, same guest view (qemu-img
   # compare one time in four; crash-sim compared them all)
@@ -133,19 +173,19 @@ check_one () {
     if [ "$ic" = - ] || [ $((n % 3)) -eq 0 ]; then
       echo "STAT check"
       qc_run "$p.qc" check --json "$img"
-      if [ "$RC" -ne "$qrc" ]; then
-        fail "$name: crash after write $n: qchain check exit $RC, qemu-img check exit $qrc"
+      if [ "$RC" -ne "$gqrc" ]; then
+        fail "$name: crash after write $n: qchain check exit $RC, qemu-img check exit $qrc, of the grown copy $gqrc"
         head -c 1000 "$p.qc.err"; head -c 600 "$p.qc.out"; echo
         "$QEMU_IMG" check "$img" 2>&1 | head -8 | sed 's/^/    qemu-img: /'
       else
         c=$(counts "$p.qc.out")
-        [ "$q" = "$c" ] ||
-          fail "$name: crash after write $n: qchain check corruptions, leaks: $c; qemu-img check: $q"
+        [ "$gq" = "$c" ] ||
+          fail "$name: crash after write $n: qchain check corruptions, leaks: $c; qemu-img check: $q, of the grown copy: $gq"
       fi
     fi
     # qchain check --repair leaks: one leaking image in three (and all of
     # them when there was no in-process repair)
-    if [ "$qrc" -eq 3 ] && { [ "$rep" = - ] || [ $((n % 3)) -eq 0 ]; }; then
+    if [ "$gqrc" -eq 3 ] && { [ "$rep" = - ] || [ $((n % 3)) -eq 0 ]; }; then
       echo "STAT check"
       echo "STAT cli-repaired"
       cp "$img" "$crep"
@@ -182,7 +222,7 @@ check_one () {
     done
     rm -f "$p.snap.raw" "$p.snap.err"
   fi
-  rm -f "$p.qemu" "$p.qemu.err" "$p.qc.out" "$p.qc.err" "$p.rep.check" \
+  rm -f "$p.qemu" "$p.qemu.err" "$p.grown" "$p.qc.out" "$p.qc.err" "$p.rep.check" \
     "$p.rep.cmp" "$crep" "$p.crep.out" "$p.crep.err" "$p.crep.check" \
     "$p.crep.cmp"
   echo DONE
@@ -190,17 +230,17 @@ check_one () {
 
 # collect LOG...: fold the workers' logs into the counters.
 collect () {
-  local f c i l r k v cr sn
+  local f c i l r k v cr sn pe
   awk '/^STAT / { n[$2]++; next }
        /^DONE$/ { done++; next }
        /^FAIL/ { fails++ }
        { print }
-       END { printf "COUNTS %d %d %d %d %d %d %d %d %d\n", fails, n["check"], n["image"],
+       END { printf "COUNTS %d %d %d %d %d %d %d %d %d %d\n", fails, n["check"], n["image"],
                n["leaky"], n["repaired"], n["kept"], done, n["cli-repaired"],
-               n["snapshot"] }' "$@" >"$T/collect.out"
+               n["snapshot"], n["past-end"] }' "$@" >"$T/collect.out"
   grep -v '^COUNTS ' "$T/collect.out" || :
-  read -r k f c i l r k v cr sn < <(grep '^COUNTS ' "$T/collect.out")
-  SNAPS=$((SNAPS + sn))
+  read -r k f c i l r k v cr sn pe < <(grep '^COUNTS ' "$T/collect.out")
+  SNAPS=$((SNAPS + sn)); PAST_END=$((PAST_END + pe))
   FAILS=$((FAILS + f)); CHECKS=$((CHECKS + c)); IMAGES=$((IMAGES + i))
   LEAKY=$((LEAKY + l)); REPAIRED=$((REPAIRED + r)); CLI_REPAIRED=$((CLI_REPAIRED + cr))
   if [ "$k" -gt 0 ]; then KEPT=yes; fi
@@ -333,6 +373,7 @@ run_variant c512-r64-ro  --reorder --cluster-size 512 --refcount-bits 64 --size 
 echo "crash-sim: $POINTS crash points checked in-process; $IMAGES distinct images" \
      "checked with qemu-img check${HAVE_QC_CHECK:+ (qchain check: $HAVE_QC_CHECK)}," \
      "$LEAKY with leaks; $REPAIRED repaired in-process and $CLI_REPAIRED with" \
-     "qchain check --repair leaks, then checked clean; $SNAPS snapshot reads compared"
+     "qchain check --repair leaks, then checked clean; $SNAPS snapshot reads compared;" \
+     "$PAST_END with leaks past the end of the file"
 [ "$KEPT" = yes ] && QCHAIN_TEST_KEEP=1
 finish
