@@ -654,6 +654,38 @@ test_set_backing (void **state)
   done (&m);
 }
 
+/* The bytes of a new image made with P, for runs to start from. */
+static unsigned char *
+image_bytes (const struct create_params *p, size_t *len)
+{
+  const unsigned char *d;
+  unsigned char *base;
+  struct io *io;
+
+  assert_int_equal (io_open_mem (NAME, NULL, 0, &io), 0);
+  assert_int_equal (qcow2_format.create (io, p), 0);
+  d = io_mem_data (io, len);
+  base = malloc (*len);
+  assert_non_null (base);
+  memcpy (base, d, *len);
+  io_close (io);
+  return base;
+}
+
+/* What a stopped run persisted in IO (closed here), opened read-only in
+ * *IO2; *LEN its size. */
+static void *
+open_persisted (struct io *io, struct io **io2, size_t *len)
+{
+  const unsigned char *d = io_mem_data (io, len);
+  void *st;
+
+  assert_int_equal (io_open_mem (NAME, d, *len, io2), 0);
+  io_close (io);
+  assert_int_equal (qcow2_format.open (*io2, 0, &st), 0);
+  return st;
+}
+
 /* A crash at every write of a small run leaves a consistent image. */
 static void
 test_crash_points (void **state)
@@ -662,20 +694,14 @@ test_crash_points (void **state)
     .size = 1 << 20, .version = 3, .cluster_size = 4096, .refcount_bits = 16,
   };
   unsigned char *base, buf[20000];
-  const unsigned char *d;
   struct qc_check_result res;
   size_t base_len, len;
   uint64_t n, total = 0;
-  struct io *io;
+  struct io *io, *io2;
   void *st;
 
   (void) state;
-  assert_int_equal (io_open_mem (NAME, NULL, 0, &io), 0);
-  assert_int_equal (qcow2_format.create (io, &p), 0);
-  d = io_mem_data (io, &base_len);
-  base = malloc (base_len);
-  memcpy (base, d, base_len);
-  io_close (io);
+  base = image_bytes (&p, &base_len);
   fill (buf, sizeof buf, 3);
   for (n = 0; n == 0 || n <= total; n++)
     {
@@ -696,21 +722,14 @@ test_crash_points (void **state)
           io_close (io);
           continue;
         }
-      {
-        struct io *io2;
-
-        /* Reopen what was persisted: no corruption (leaks allowed). */
-        d = io_mem_data (io, &len);
-        assert_int_equal (io_open_mem (NAME, d, len, &io2), 0);
-        io_close (io);
-        assert_int_equal (qcow2_format.open (io2, 0, &st), 0);
-        memset (&res, 0, sizeof res);
-        res.struct_size = sizeof res;
-        assert_int_equal (qcow2_format.check (st, 0, &res, NULL, NULL), 0);
-        assert_int_equal (res.corruptions, 0);
-        qcow2_format.close (st);
-        io_close (io2);
-      }
+      /* What was persisted: no corruption (leaks allowed). */
+      st = open_persisted (io, &io2, &len);
+      memset (&res, 0, sizeof res);
+      res.struct_size = sizeof res;
+      assert_int_equal (qcow2_format.check (st, 0, &res, NULL, NULL), 0);
+      assert_int_equal (res.corruptions, 0);
+      qcow2_format.close (st);
+      io_close (io2);
     }
   free (base);
 }
@@ -782,20 +801,13 @@ test_sink_drained_before_refcounts (void **state)
     .size = 1 << 20, .version = 3, .cluster_size = 4096, .refcount_bits = 16,
   };
   unsigned char *base, buf[5 * 4096];
-  const unsigned char *d;
   size_t base_len, len;
   uint64_t n, total = 0;
   struct io *io;
   void *st;
 
   (void) state;
-  assert_int_equal (io_open_mem (NAME, NULL, 0, &io), 0);
-  assert_int_equal (qcow2_format.create (io, &p), 0);
-  d = io_mem_data (io, &base_len);
-  base = malloc (base_len);
-  assert_non_null (base);
-  memcpy (base, d, base_len);
-  io_close (io);
+  base = image_bytes (&p, &base_len);
   fill (buf, sizeof buf, 9);
   for (n = 0; n == 0 || n <= total; n++)
     {
@@ -823,10 +835,7 @@ test_sink_drained_before_refcounts (void **state)
           io_close (io);
           continue;
         }
-      d = io_mem_data (io, &len);
-      assert_int_equal (io_open_mem (NAME, d, len, &io2), 0);
-      io_close (io);
-      assert_int_equal (qcow2_format.open (io2, 0, &st), 0);
+      st = open_persisted (io, &io2, &len);
       pe.clusters = (len + 4095) / 4096;
       assert_int_equal (qcow2_format.check (st, 0, &res, count_past_end, &pe),
                         0);
