@@ -83,7 +83,9 @@ qtool () {
   $PYTHON -c "$QTOOL_IMPORT" "$@"
 }
 
+# (the "elapsed:" line is how scripts/test lists the slowest tests)
 finish () {
+  echo "elapsed: ${SECONDS}s"
   if [ "$FAILS" -gt 0 ]; then
     echo "$FAILS failure(s) in $CHECKS check(s)"
     exit 1
