@@ -18,5 +18,5 @@ WRITE_TESTS = \
 	tests/write/random-write.sh \
 	tests/write/crash-sim.sh \
 	tests/write/snapshots.sh
-TESTS += $(WRITE_TESTS)
+TESTS += tests/write/random-write.sh tests/write/snapshots.sh
 EXTRA_DIST += $(WRITE_TESTS)
