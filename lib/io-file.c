@@ -128,18 +128,59 @@ seek_run (int fd, uint64_t off, bool *is_data, uint64_t *end)
   return 0;
 }
 
+/* Walks a read-only file's first runs (IO_PROBE_RUNS at most) and keeps
+ * them in io->probe_end / probe_data, so that the reads of a small file
+ * (a deep chain's layers) ask the file system nothing more. A hole's end
+ * is where data starts: only SEEK_HOLE is asked there. The file is
+ * walked to its end, or to where the runs ran out (probe_n short of
+ * IO_PROBE_RUNS and the last run a hole to UINT64_MAX: the end reached). */
+static void
+probe_runs (struct io *io, uint64_t size)
+{
+  uint64_t off = 0;
+  unsigned n = 0;
+  bool data;
+
+  io->probe_data = 0;
+  while (n < IO_PROBE_RUNS && off < size) {
+    off_t d = lseek (io->fd, (off_t) off, SEEK_DATA);
+
+    if (d < 0) {
+      data = errno != ENXIO;      /* ENXIO: a hole to the end; else no answer */
+      if (errno == ENXIO || errno == EINVAL || errno == EOPNOTSUPP) {
+        io->probe_data |= (uint64_t) data << n;
+        io->probe_end[n++] = UINT64_MAX;
+      }
+      io->probe_n = (unsigned char) n;
+      return;
+    }
+    if ((uint64_t) d > off) {
+      io->probe_end[n++] = off = (uint64_t) d;     /* a hole */
+      if (n == IO_PROBE_RUNS)
+        break;
+    }
+    d = lseek (io->fd, (off_t) off, SEEK_HOLE);
+    if (d < 0 || (uint64_t) d <= off)
+      break;
+    io->probe_data |= 1ull << n;
+    io->probe_end[n++] = off = (uint64_t) d;
+  }
+  if (n < IO_PROBE_RUNS && off >= size && n > 0)
+    io->probe_end[n++] = UINT64_MAX;    /* past the end: a hole */
+  io->probe_n = (unsigned char) n;
+}
+
 /* Whether a file has enough holes to look for: a sixteenth or more of
- * what SEEK_DATA/SEEK_HOLE's first runs (64 at most) cover. st_blocks
- * cannot tell: it counts qemu's fallocated zero ranges, which SEEK_HOLE
- * reports as holes until they are cached (then as data: their pages
- * read cheaply, and looking for holes walks them). */
+ * what its probed runs cover. st_blocks cannot tell: it counts qemu's
+ * fallocated zero ranges, which SEEK_HOLE reports as holes until they are
+ * cached (then as data: their pages read cheaply, and looking for holes
+ * walks them). */
 static bool
 has_holes (struct io *io)
 {
   struct stat st;
-  uint64_t off = 0, hole = 0, end, size;
+  uint64_t lo = 0, hole = 0, size;
   unsigned i;
-  bool data;
 
   if (io->holes != 0)
     return io->holes > 0;
@@ -147,17 +188,36 @@ has_holes (struct io *io)
   if (fstat (io->fd, &st) < 0 || !S_ISREG (st.st_mode))
     return false;
   size = (uint64_t) st.st_size;
-  for (i = 0; i < 64 && off < size; i++) {
-    if (seek_run (io->fd, off, &data, &end) < 0 || end <= off)
-      break;
-    end = MIN (end, size);
-    if (!data)
-      hole += end - off;
-    off = end;
+  probe_runs (io, size);
+  for (i = 0; i < io->probe_n && lo < size; i++) {
+    uint64_t hi = MIN (io->probe_end[i], size);
+
+    if (!(io->probe_data >> i & 1))
+      hole += hi - lo;
+    lo = hi;
   }
-  if (off > 0 && hole >= off / 16)
+  if (lo > 0 && hole >= lo / 16)
     io->holes = 1;
   return io->holes > 0;
+}
+
+/* The probed run holding off: its index, or -1 past what was probed. */
+static int
+probed_run (const struct io *io, uint64_t off)
+{
+  unsigned lo = 0, hi = io->probe_n;
+
+  if (hi == 0 || off >= io->probe_end[hi - 1])
+    return -1;
+  while (lo < hi) {              /* the first run ending past off */
+    unsigned mid = lo + (hi - lo) / 2;
+
+    if (io->probe_end[mid] > off)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return (int) lo;
 }
 
 /* How much of [off, off+n) a read-only file holds as data (*is_data) or
@@ -170,9 +230,16 @@ has_holes (struct io *io)
 static size_t
 read_run (struct io *io, uint64_t off, size_t n, bool *is_data)
 {
+  int k;
+
   if (io->writable || !has_holes (io)) {
     *is_data = true;
     return n;
+  }
+  k = probed_run (io, off);
+  if (k >= 0) {
+    *is_data = io->probe_data >> k & 1;
+    return (size_t) MIN ((uint64_t) n, io->probe_end[k] - off);
   }
   if (off < io->run_lo || off >= io->run_hi) {
     bool d = true;

@@ -52,6 +52,13 @@ struct io {
    * whose zero ranges are fallocated (qemu's) and cached: the kernel
    * walks their pages. */
   signed char holes;
+  /* The runs the first look found (read-only files): run i is
+   * [probe_end[i-1] (0 for the first), probe_end[i]), data when bit i of
+   * probe_data is set. */
+#define IO_PROBE_RUNS 64
+  unsigned char probe_n;
+  uint64_t probe_data;
+  uint64_t probe_end[IO_PROBE_RUNS];
 };
 
 /* Offset, length and buffer alignment for requests that go O_DIRECT. */

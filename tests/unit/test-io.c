@@ -2,6 +2,7 @@
 #include <config.h>
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -179,6 +180,77 @@ file_read_skips_holes (void **state)
   rmdir (dir);
 }
 
+/* io_data_run on a read-only file of 4 KiB of data every 64 KiB, NDATA
+ * times, answers as SEEK_DATA/SEEK_HOLE do, at every 4 KiB, forwards and
+ * backwards, and past the end. */
+static void
+check_data_runs (uint64_t ndata)
+{
+  char dtmpl[] = "/tmp/qchain-test-io-runs-XXXXXX";
+  char *dir = mkdtemp (dtmpl);
+  static char buf[4096];
+  char path[256];
+  const uint64_t step = 64 << 10, size = ndata * (64 << 10);
+  uint64_t off, k;
+  struct io *io;
+  int fd, pass;
+
+  assert_non_null (dir);
+  snprintf (path, sizeof path, "%s/f", dir);
+  fd = open (path, O_RDWR | O_CREAT | O_EXCL, 0600);
+  assert_true (fd >= 0);
+  memset (buf, 'r', sizeof buf);
+  for (off = 0; off < size; off += step)     /* 4 KiB of data every 64 KiB */
+    assert_int_equal (pwrite (fd, buf, 4096, (off_t) (off + 8192)), 4096);
+  assert_int_equal (ftruncate (fd, (off_t) size), 0);
+  assert_int_equal (fsync (fd), 0);
+  if (lseek (fd, 0, SEEK_DATA) != 8192) {        /* no holes here */
+    close (fd);
+    unlink (path);
+    rmdir (dir);
+    skip ();
+  }
+  assert_int_equal (io_open_file (path, 0, &io), 0);
+  for (pass = 0; pass < 2; pass++)
+    for (k = 0; k <= size / 4096 + 4; k++) {
+      uint64_t o = (pass ? size / 4096 + 4 - k : k) * 4096, want_end, got;
+      off_t d = lseek (fd, (off_t) o, SEEK_DATA);
+      bool want_data, is_data;
+
+      if (d < 0) {
+        want_data = false;                        /* past the last data */
+        want_end = UINT64_MAX;
+      }
+      else if ((uint64_t) d > o) {
+        want_data = false;
+        want_end = (uint64_t) d;
+      }
+      else {
+        want_data = true;
+        want_end = (uint64_t) lseek (fd, (off_t) o, SEEK_HOLE);
+      }
+      got = io_data_run (io, o, 1 << 20, &is_data);
+      if (is_data != want_data
+          || got != (want_end - o < (1 << 20) ? want_end - o : 1 << 20))
+        fail_msg ("at %" PRIu64 ": %s for %" PRIu64 ", not %s to %" PRIu64,
+                  o, is_data ? "data" : "hole", got,
+                  want_data ? "data" : "hole", want_end);
+    }
+  io_close (io);
+  close (fd);
+  unlink (path);
+  rmdir (dir);
+}
+
+/* 300 runs: more than the first look keeps; 20: it reaches the end. */
+static void
+file_data_runs_match_seek (void **state)
+{
+  (void) state;
+  check_data_runs (150);
+  check_data_runs (10);
+}
+
 /* A writable file's reads do not trust an earlier answer: what was
  * written into a hole reads back. */
 static void
@@ -343,6 +415,7 @@ main (void)
     cmocka_unit_test (mem_write_overflow_refused),
     cmocka_unit_test (file_extents_see_holes),
     cmocka_unit_test (file_read_skips_holes),
+    cmocka_unit_test (file_data_runs_match_seek),
     cmocka_unit_test (file_read_writable_sees_new_data),
     cmocka_unit_test (file_open_missing_names_path),
     cmocka_unit_test (file_direct_aligned_requests),
