@@ -238,7 +238,8 @@ create_dest (struct copy *cp, const char *options)
   if (r == 0)
     r = cp->dops->create (cp->dio, &p);
   if (r == 0)
-    r = cp->dops->open (cp->dio, FMT_OPEN_WRITE, &cp->dst);
+    r = cp->dops->open (cp->dio, FMT_OPEN_WRITE | FMT_OPEN_UNORDERED,
+                        &cp->dst);
   free ((char *) p.backing);
   free (b);
   return name_dest (cp, r);

@@ -32,6 +32,11 @@ struct layer_extent {
 /* Open to describe only: encrypted images and external data files are
  * accepted, but status/read refuse. */
 #define FMT_OPEN_DESCRIBE (1u << 1)
+/* With FMT_OPEN_WRITE: a new file no one sees until it is flushed and
+ * published under its name (a copy's temporary DEST). A crash leaves it
+ * unnamed, to be removed, so its writes need no barriers between them:
+ * only a flush syncs. */
+#define FMT_OPEN_UNORDERED (1u << 3)
 
 /* The guest view below a layer (its backing chain), for copy-on-write of
  * partly written (sub)clusters. Bytes past the backing's end read as zero. */

@@ -69,13 +69,12 @@ qcow2_drain_data (struct qcow2_state *s)
   return s->sink ? s->sink->drain (s->sink->opaque) : 0;
 }
 
-int
-qcow2_barrier (struct qcow2_state *s)
+/* Everything written so far durable: queued data written, then fsync. */
+static int
+sync_all (struct qcow2_state *s)
 {
   int r;
 
-  /* Queued data must be written before the fsync that orders it ahead of
-   * the metadata pointing to it. */
   if ((r = qcow2_drain_data (s)) < 0)
     return r;
   if (!s->unsynced)
@@ -85,6 +84,17 @@ qcow2_barrier (struct qcow2_state *s)
     return r;
   s->unsynced = false;
   return 0;
+}
+
+int
+qcow2_barrier (struct qcow2_state *s)
+{
+  /* Queued data must be written before the fsync that orders it ahead of
+   * the metadata pointing to it; an unordered file only drains it, to
+   * keep the memory it holds bounded. */
+  if (s->flags & FMT_OPEN_UNORDERED)
+    return qcow2_drain_data (s);
+  return sync_all (s);
 }
 
 int
@@ -163,7 +173,7 @@ qcow2_flush_op (void *st)
         r = qcow2_refcount_writeback (s);
     }
   if (r == 0)
-    r = qcow2_barrier (s);
+    r = sync_all (s);
   return r;
 }
 

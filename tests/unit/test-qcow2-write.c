@@ -847,6 +847,79 @@ test_sink_drained_before_refcounts (void **state)
   free (base);
 }
 
+/* Flushes reaching the io: the ops of a memory io with a counting flush. */
+static struct io_ops counting_ops;
+static int (*mem_flush_op) (struct io *);
+static unsigned io_flushes;
+
+static int
+counting_flush (struct io *io)
+{
+  io_flushes++;
+  return mem_flush_op (io);
+}
+
+/* The syncs of one run of writes through a writer opened with FLAGS:
+ * data over three L2 tables and two refcount blocks, a discard (a
+ * deferred free), a flush. The image must check clean and read back. */
+static unsigned
+syncs_of_run (unsigned flags)
+{
+  struct create_params p = {
+    .size = 64 << 20, .version = 3, .cluster_size = 4096, .refcount_bits = 16,
+  };
+  struct qc_check_result res = { .struct_size = sizeof res };
+  unsigned char *buf = malloc (1 << 20), *got = malloc (1 << 20);
+  struct io *io;
+  void *st;
+  int i;
+
+  assert_non_null (buf);
+  assert_non_null (got);
+  assert_int_equal (io_open_mem (NAME, NULL, 0, &io), 0);
+  assert_int_equal (qcow2_format.create (io, &p), 0);
+  counting_ops = *io->ops;
+  mem_flush_op = io->ops->flush;
+  counting_ops.flush = counting_flush;
+  io->ops = &counting_ops;
+  assert_int_equal (qcow2_format.open (io, FMT_OPEN_WRITE | flags, &st), 0);
+  io_flushes = 0;
+  for (i = 0; i < 10; i++) {
+    fill (buf, 1 << 20, (unsigned) i);
+    assert_int_equal (qcow2_format.pwrite (st, buf, 1 << 20,
+                                           (uint64_t) i * (5 << 20)), 0);
+  }
+  assert_int_equal (qcow2_format.discard (st, 5 << 20, 1 << 20), 0);
+  assert_int_equal (qcow2_format.flush (st), 0);
+  qcow2_format.close (st);
+  assert_int_equal (qcow2_format.open (io, 0, &st), 0);
+  assert_int_equal (qcow2_format.check (st, 0, &res, NULL, NULL), 0);
+  for (i = 0; i < 10; i++) {
+    fill (buf, 1 << 20, (unsigned) i);
+    if (i == 1)
+      memset (buf, 0, 1 << 20);
+    assert_int_equal (qcow2_format.read (st, got, 1 << 20,
+                                          (uint64_t) i * (5 << 20)), 0);
+    assert_memory_equal (got, buf, 1 << 20);
+  }
+  qcow2_format.close (st);
+  io_close (io);
+  free (buf);
+  free (got);
+  return io_flushes;
+}
+
+/* A writer ordered as the crash rules say syncs between data, refcounts,
+ * L2 tables, L1 and frees; one opened unordered (a copy's temporary
+ * DEST) syncs once, at the flush, and writes the same image. */
+static void
+test_unordered_syncs_once (void **state)
+{
+  (void) state;
+  assert_true (syncs_of_run (0) >= 3);
+  assert_int_equal (syncs_of_run (FMT_OPEN_UNORDERED), 1);
+}
+
 int
 main (void)
 {
@@ -868,6 +941,7 @@ main (void)
     cmocka_unit_test (test_set_backing),
     cmocka_unit_test (test_crash_points),
     cmocka_unit_test (test_sink_drained_before_refcounts),
+    cmocka_unit_test (test_unordered_syncs_once),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);
