@@ -50,6 +50,11 @@ qcow2_writer_open (struct qcow2_state *s)
     r = qcow2_refcount_init (s);
   if (r < 0)
     return r;
+  /* A new file (a copy's temporary DEST): what create wrote is not
+   * durable yet, and the flush before its rename must sync it even when
+   * nothing is written after (a shallow copy of an empty overlay). */
+  if (s->flags & FMT_OPEN_UNORDERED)
+    s->unsynced = true;
   s->wbuf = malloc (cs);
   s->zbuf = calloc (1, cs);
   s->l2tmp = malloc (cs);

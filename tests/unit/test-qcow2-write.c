@@ -847,29 +847,55 @@ test_sink_drained_before_refcounts (void **state)
   free (base);
 }
 
-/* Flushes reaching the io: the ops of a memory io with a counting flush. */
+/* Flushes reaching the io, and writes since the last one: the ops of a
+ * memory io with counting flush, pwrite, zero and truncate. */
 static struct io_ops counting_ops;
-static int (*mem_flush_op) (struct io *);
-static unsigned io_flushes;
+static const struct io_ops *mem_ops;
+static unsigned io_flushes, writes_since_flush;
 
 static int
 counting_flush (struct io *io)
 {
   io_flushes++;
-  return mem_flush_op (io);
+  writes_since_flush = 0;
+  return mem_ops->flush (io);
 }
 
-/* The syncs of one run of writes through a writer opened with FLAGS:
- * data over three L2 tables and two refcount blocks, a discard (a
- * deferred free), a flush. The image must check clean and read back. */
+static int
+counting_pwrite (struct io *io, const void *buf, size_t n, uint64_t off)
+{
+  writes_since_flush++;
+  return mem_ops->pwrite (io, buf, n, off);
+}
+
+static int
+counting_zero (struct io *io, uint64_t off, uint64_t len)
+{
+  writes_since_flush++;
+  return mem_ops->zero (io, off, len);
+}
+
+static int
+counting_truncate (struct io *io, uint64_t size)
+{
+  writes_since_flush++;
+  return mem_ops->truncate (io, size);
+}
+
+/* The syncs of one run through a writer of a new image opened with
+ * FLAGS: NW MiB of data 5 MiB apart (over three L2 tables and two
+ * refcount blocks at 10), a discard (a deferred free) when NW > 1, a
+ * flush, after which nothing is written. The image must check clean and
+ * read back; *IMG receives a copy of its bytes. */
 static unsigned
-syncs_of_run (unsigned flags)
+syncs_of_run (unsigned flags, int nw, unsigned char **img, size_t *len)
 {
   struct create_params p = {
     .size = 64 << 20, .version = 3, .cluster_size = 4096, .refcount_bits = 16,
   };
   struct qc_check_result res = { .struct_size = sizeof res };
   unsigned char *buf = malloc (1 << 20), *got = malloc (1 << 20);
+  const unsigned char *d;
   struct io *io;
   void *st;
   int i;
@@ -878,23 +904,29 @@ syncs_of_run (unsigned flags)
   assert_non_null (got);
   assert_int_equal (io_open_mem (NAME, NULL, 0, &io), 0);
   assert_int_equal (qcow2_format.create (io, &p), 0);
+  mem_ops = io->ops;
   counting_ops = *io->ops;
-  mem_flush_op = io->ops->flush;
   counting_ops.flush = counting_flush;
+  counting_ops.pwrite = counting_pwrite;
+  counting_ops.zero = counting_zero;
+  counting_ops.truncate = counting_truncate;
   io->ops = &counting_ops;
   assert_int_equal (qcow2_format.open (io, FMT_OPEN_WRITE | flags, &st), 0);
   io_flushes = 0;
-  for (i = 0; i < 10; i++) {
+  for (i = 0; i < nw; i++) {
     fill (buf, 1 << 20, (unsigned) i);
     assert_int_equal (qcow2_format.pwrite (st, buf, 1 << 20,
                                            (uint64_t) i * (5 << 20)), 0);
   }
-  assert_int_equal (qcow2_format.discard (st, 5 << 20, 1 << 20), 0);
+  if (nw > 1)
+    assert_int_equal (qcow2_format.discard (st, 5 << 20, 1 << 20), 0);
   assert_int_equal (qcow2_format.flush (st), 0);
+  assert_int_equal (writes_since_flush, 0);
   qcow2_format.close (st);
+  assert_int_equal (writes_since_flush, 0);
   assert_int_equal (qcow2_format.open (io, 0, &st), 0);
   assert_int_equal (qcow2_format.check (st, 0, &res, NULL, NULL), 0);
-  for (i = 0; i < 10; i++) {
+  for (i = 0; i < nw; i++) {
     fill (buf, 1 << 20, (unsigned) i);
     if (i == 1)
       memset (buf, 0, 1 << 20);
@@ -903,6 +935,10 @@ syncs_of_run (unsigned flags)
     assert_memory_equal (got, buf, 1 << 20);
   }
   qcow2_format.close (st);
+  d = io_mem_data (io, len);
+  *img = malloc (*len);
+  assert_non_null (*img);
+  memcpy (*img, d, *len);
   io_close (io);
   free (buf);
   free (got);
@@ -911,13 +947,25 @@ syncs_of_run (unsigned flags)
 
 /* A writer ordered as the crash rules say syncs between data, refcounts,
  * L2 tables, L1 and frees; one opened unordered (a copy's temporary
- * DEST) syncs once, at the flush, and writes the same image. */
+ * DEST) syncs once, at the flush, after its last write, and writes the
+ * same image. Unordered with nothing written after open, the flush still
+ * syncs what create wrote (regression: a shallow copy of an empty
+ * overlay was renamed over DEST without any sync). */
 static void
 test_unordered_syncs_once (void **state)
 {
+  unsigned char *a, *b;
+  size_t alen, blen;
+
   (void) state;
-  assert_true (syncs_of_run (0) >= 3);
-  assert_int_equal (syncs_of_run (FMT_OPEN_UNORDERED), 1);
+  assert_true (syncs_of_run (0, 10, &a, &alen) >= 3);
+  assert_int_equal (syncs_of_run (FMT_OPEN_UNORDERED, 10, &b, &blen), 1);
+  assert_int_equal (alen, blen);
+  assert_memory_equal (a, b, alen);
+  free (a);
+  free (b);
+  assert_int_equal (syncs_of_run (FMT_OPEN_UNORDERED, 0, &b, &blen), 1);
+  free (b);
 }
 
 int
