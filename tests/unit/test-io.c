@@ -181,16 +181,19 @@ file_read_skips_holes (void **state)
 }
 
 /* io_data_run on a read-only file of 4 KiB of data every 64 KiB, NDATA
- * times, answers as SEEK_DATA/SEEK_HOLE do, at every 4 KiB, forwards and
- * backwards, and past the end. */
+ * times, LEAD bytes into each 64 KiB (0: the file starts with data), the
+ * file cut TAIL bytes past its last data (0: it ends with data), answers
+ * as SEEK_DATA/SEEK_HOLE do, at every 4 KiB, forwards and backwards, and
+ * past the end. */
 static void
-check_data_runs (uint64_t ndata)
+check_data_runs (uint64_t ndata, uint64_t lead, uint64_t tail)
 {
   char dtmpl[] = "/tmp/qchain-test-io-runs-XXXXXX";
   char *dir = mkdtemp (dtmpl);
   static char buf[4096];
   char path[256];
-  const uint64_t step = 64 << 10, size = ndata * (64 << 10);
+  const uint64_t step = 64 << 10;
+  const uint64_t size = (ndata - 1) * step + lead + 4096 + tail;
   uint64_t off, k;
   struct io *io;
   int fd, pass;
@@ -200,11 +203,11 @@ check_data_runs (uint64_t ndata)
   fd = open (path, O_RDWR | O_CREAT | O_EXCL, 0600);
   assert_true (fd >= 0);
   memset (buf, 'r', sizeof buf);
-  for (off = 0; off < size; off += step)     /* 4 KiB of data every 64 KiB */
-    assert_int_equal (pwrite (fd, buf, 4096, (off_t) (off + 8192)), 4096);
+  for (off = 0; off < ndata * step; off += step)
+    assert_int_equal (pwrite (fd, buf, 4096, (off_t) (off + lead)), 4096);
   assert_int_equal (ftruncate (fd, (off_t) size), 0);
   assert_int_equal (fsync (fd), 0);
-  if (lseek (fd, 0, SEEK_DATA) != 8192) {        /* no holes here */
+  if (lseek (fd, 0, SEEK_HOLE) != (off_t) (lead ? 0 : 4096)) {  /* no holes */
     close (fd);
     unlink (path);
     rmdir (dir);
@@ -242,13 +245,17 @@ check_data_runs (uint64_t ndata)
   rmdir (dir);
 }
 
-/* 300 runs: more than the first look keeps; 20: it reaches the end. */
+/* More runs than the first look keeps (301, 299, 66: a hole in its last
+ * slot) and fewer (21, 19: it reaches the end, in a hole or in data). */
 static void
 file_data_runs_match_seek (void **state)
 {
   (void) state;
-  check_data_runs (150);
-  check_data_runs (10);
+  check_data_runs (150, 8192, 60 << 10);
+  check_data_runs (150, 0, 0);
+  check_data_runs (33, 0, 60 << 10);
+  check_data_runs (10, 8192, 60 << 10);
+  check_data_runs (10, 0, 0);
 }
 
 /* A writable file's reads do not trust an earlier answer: what was
