@@ -130,42 +130,22 @@ seek_run (int fd, uint64_t off, bool *is_data, uint64_t *end)
 
 /* Walks a read-only file's first runs (IO_PROBE_RUNS at most) and keeps
  * them in io->probe_end / probe_data, so that the reads of a small file
- * (a deep chain's layers) ask the file system nothing more. A hole's end
- * is where data starts: only SEEK_HOLE is asked there. The file is
- * walked to its end, or to where the runs ran out (probe_n short of
- * IO_PROBE_RUNS and the last run a hole to UINT64_MAX: the end reached). */
+ * (a deep chain's layers) ask the file system nothing more. Walked to the
+ * end, the runs end with a hole to UINT64_MAX. */
 static void
 probe_runs (struct io *io, uint64_t size)
 {
-  uint64_t off = 0;
+  uint64_t off = 0, end = 0;
   unsigned n = 0;
   bool data;
 
   io->probe_data = 0;
-  while (n < IO_PROBE_RUNS && off < size) {
-    off_t d = lseek (io->fd, (off_t) off, SEEK_DATA);
-
-    if (d < 0) {
-      data = errno != ENXIO;      /* ENXIO: a hole to the end; else no answer */
-      if (errno == ENXIO || errno == EINVAL || errno == EOPNOTSUPP) {
-        io->probe_data |= (uint64_t) data << n;
-        io->probe_end[n++] = UINT64_MAX;
-      }
-      io->probe_n = (unsigned char) n;
-      return;
-    }
-    if ((uint64_t) d > off) {
-      io->probe_end[n++] = off = (uint64_t) d;     /* a hole */
-      if (n == IO_PROBE_RUNS)
-        break;
-    }
-    d = lseek (io->fd, (off_t) off, SEEK_HOLE);
-    if (d < 0 || (uint64_t) d <= off)
-      break;
-    io->probe_data |= 1ull << n;
-    io->probe_end[n++] = off = (uint64_t) d;
+  while (n < IO_PROBE_RUNS && off < size
+         && seek_run (io->fd, off, &data, &end) == 0 && end > off) {
+    io->probe_data |= (uint64_t) data << n;
+    io->probe_end[n++] = off = end;
   }
-  if (n < IO_PROBE_RUNS && off >= size && n > 0)
+  if (n > 0 && n < IO_PROBE_RUNS && off >= size && end != UINT64_MAX)
     io->probe_end[n++] = UINT64_MAX;    /* past the end: a hole */
   io->probe_n = (unsigned char) n;
 }

@@ -157,8 +157,8 @@ io_extent (struct io *io, uint64_t off, uint64_t len, bool *is_data,
 
 /* How much of [off, off+n) is, from off on, data (*is_data) or a hole of
  * a read-only file, by the answer io's own reads use (SEEK_DATA/SEEK_HOLE,
- * the first runs and the last answer kept): requests that do not go through io_pread (the
- * engine's) skip the holes with it. A writable file, a memory io, or a
+ * the first runs and the last answer kept): requests that do not go
+ * through io_pread (the engine's) skip the holes with it. A writable file, a memory io, or a
  * file system that cannot tell: all data. At least 1 for n > 0. */
 uint64_t io_data_run (struct io *io, uint64_t off, uint64_t n, bool *is_data);
 
