@@ -126,6 +126,7 @@ chain_block_status_cur (struct chain *c, struct chain_cursor *cur,
                         uint64_t len, struct qc_extent *e)
 {
   struct layer_extent le;
+  uint64_t run;
   unsigned d;
   int r;
 
@@ -141,17 +142,24 @@ chain_block_status_cur (struct chain *c, struct chain_cursor *cur,
                             " is outside the image", off, len);
   memset (e, 0, sizeof *e);
   e->start = off;
+  run = len;
   for (d = depth;; d++) {
     struct layer *l = &c->layers[d];
 
     /* A short backing file answers only up to its end; the overlay
      * checked that off itself is inside. */
-    len = MIN (len, l->info.virtual_size - off);
-    r = chain_layer_status (c, cur, d, off, len, &le);
+    run = MIN (run, l->info.virtual_size - off);
+    /* With a cursor each layer is asked about all of len, not only the
+     * run the layers above left: its answer then serves the next calls
+     * too (a 64-layer flatten asked the drivers 7875 times for 463
+     * extents, most of them again about what they had just answered). */
+    r = chain_layer_status (c, cur, d, off,
+                            cur ? MIN (len, l->info.virtual_size - off) : run,
+                            &le);
     if (r < 0)
       return r;
-    len = le.len;
-    e->length = len;
+    run = MIN (run, le.len);
+    e->length = run;
     e->depth = d;
     if (le.type != EXT_UNALLOC) {
       set_found (e, &le);

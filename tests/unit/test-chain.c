@@ -676,6 +676,65 @@ test_cursor (void **state)
   chain_close (c);
 }
 
+/* Each layer's driver, counted: the cursor must not ask a layer again
+ * about what it has answered already. */
+static const struct format_ops *counted_real;
+static unsigned counted_calls;
+
+static int
+counted_status (void *st, uint64_t off, uint64_t len, struct layer_extent *e)
+{
+  counted_calls++;
+  return counted_real->status (st, off, len, e);
+}
+
+/* A walk of a deep chain through the cursor asks each layer about each of
+ * its runs about once: 8 layers of one cluster each, at different offsets,
+ * have 3 runs each (a layer asked only about the run the layers above
+ * left open was asked again at every extent: 51 calls here). */
+static void
+test_cursor_asks_once (void **state)
+{
+  static struct format_ops counted;
+  struct chain_policy p;
+  struct chain_cursor cur;
+  struct chain *c;
+  struct qc_extent e;
+  uint64_t off, size, extents = 0;
+  unsigned i;
+
+  sh ("qemu-img create -q -f qcow2 l0.qcow2 16M"
+      " && qemu-io -f qcow2 -c 'write -P 1 0 64k' l0.qcow2 >/dev/null");
+  for (i = 1; i < 8; i++)
+    sh ("qemu-img create -q -f qcow2 -b l%u.qcow2 -F qcow2 l%u.qcow2"
+        " && qemu-io -f qcow2 -c 'write -P %u %uM 64k' l%u.qcow2 >/dev/null",
+        i - 1, i, i + 1, 2 * i, i);
+  policy_init (&p);
+  c = open_ok ("l7.qcow2", &p);
+  assert_int_equal (c->n, 8);
+  counted_real = c->layers[0].ops;
+  counted = *counted_real;
+  counted.status = counted_status;
+  for (i = 0; i < c->n; i++)
+    c->layers[i].ops = &counted;
+  size = c->layers[0].info.virtual_size;
+  counted_calls = 0;
+  assert_int_equal (chain_cursor_init (&cur, c), 0);
+  for (off = 0; off < size; off += e.length, extents++)
+    assert_int_equal (chain_block_status_cur (c, &cur, 0, c->n, off,
+                                              size - off, &e), 0);
+  chain_cursor_free (&cur);
+  /* 8 data extents and the 8 gaps after them (the gap before the base's
+   * cluster is none: it starts at 0). */
+  assert_int_equal (extents, 16);
+  if (counted_calls > 3 * c->n)
+    fail_msg ("%u driver calls for %u layers of 3 runs each", counted_calls,
+              c->n);
+  for (i = 0; i < c->n; i++)
+    c->layers[i].ops = counted_real;
+  chain_close (c);
+}
+
 static void
 test_read_example (void **state)
 {
@@ -829,6 +888,7 @@ main (void)
     T (test_find),
     T (test_status_example),
     T (test_cursor),
+    T (test_cursor_asks_once),
     T (test_read_example),
     T (test_short_middle),
     T (test_raw_and_prealloc),
