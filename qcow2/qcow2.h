@@ -208,7 +208,8 @@ struct qcow2_l2_slot {
 
 struct qcow2_l2_cache {
   struct qcow2_l2_slot *slots;
-  unsigned nb_slots;
+  unsigned nb_slots;             /* slots allocated so far */
+  unsigned max_slots;            /* and at most: grown to on misses */
   uint32_t table_size;
   uint64_t clock;
   unsigned last_hit;

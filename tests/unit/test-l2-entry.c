@@ -281,21 +281,23 @@ test_l2_cache (void **state)
   unsigned i;
 
   assert_int_equal (qcow2_l2_cache_init (&c, 2u << 20), 0);
-  assert_int_equal (c.nb_slots, QCOW2_L2_CACHE_BYTES / (2u << 20));
+  assert_int_equal (c.max_slots, QCOW2_L2_CACHE_BYTES / (2u << 20));
   qcow2_l2_cache_limit (&c, 1);          /* never below the minimum */
-  assert_int_equal (c.nb_slots, QCOW2_L2_CACHE_MIN_SLOTS);
+  assert_int_equal (c.max_slots, QCOW2_L2_CACHE_MIN_SLOTS);
   qcow2_l2_cache_limit (&c, 1000);       /* and never grows */
-  assert_int_equal (c.nb_slots, QCOW2_L2_CACHE_MIN_SLOTS);
+  assert_int_equal (c.max_slots, QCOW2_L2_CACHE_MIN_SLOTS);
   qcow2_l2_cache_free (&c);
   assert_int_equal (qcow2_l2_cache_init (&c, 4096), 0);
-  assert_int_equal (c.nb_slots, 1024);
+  assert_int_equal (c.max_slots, 1024);
+  /* Only a few slots until tables are read. */
+  assert_int_equal (c.nb_slots, QCOW2_L2_CACHE_MIN_SLOTS);
   qcow2_l2_cache_free (&c);
 
   for (i = 1; i < 8; i++)
     memset (file + i * 512, (int) i, 512);
   assert_int_equal (io_open_mem (NAME, file, 8 * 512, &io), 0);
   assert_int_equal (qcow2_l2_cache_init (&c, 512), 0);
-  c.nb_slots = 4;                /* use only four of the slots */
+  qcow2_l2_cache_limit (&c, 4);  /* use only four slots */
   for (i = 1; i <= 5; i++)
     {
       assert_int_equal (qcow2_l2_cache_get (&c, io, i * 512, &t), 0);
@@ -317,7 +319,37 @@ test_l2_cache (void **state)
   qcow2_l2_cache_drop (&c, 2 * 512);
   assert_int_equal (qcow2_l2_cache_get (&c, io, 2 * 512, &t), 0);
   assert_int_equal (c.nb_reads, 8);
-  c.nb_slots = 1024;
+  qcow2_l2_cache_free (&c);
+
+  /* Grown on misses up to its bound, keeping every table read so far;
+   * then least recently used out; a lower limit drops the extra slots. */
+  assert_int_equal (qcow2_l2_cache_init_n (&c, 512, 6), 0);
+  assert_int_equal (c.nb_slots, QCOW2_L2_CACHE_MIN_SLOTS);
+  for (i = 1; i <= 6; i++)
+    assert_int_equal (qcow2_l2_cache_get (&c, io, i * 512, &t), 0);
+  assert_int_equal (c.nb_slots, 6);
+  for (i = 1; i <= 6; i++)
+    {
+      assert_int_equal (qcow2_l2_cache_get (&c, io, i * 512, &t), 0);
+      assert_int_equal (t[0], i);
+    }
+  assert_int_equal (c.nb_reads, 6);
+  assert_int_equal (qcow2_l2_cache_get (&c, io, 7 * 512, &t), 0);
+  assert_int_equal (c.nb_slots, 6);
+  assert_int_equal (c.nb_reads, 7);
+  assert_int_equal (qcow2_l2_cache_get (&c, io, 2 * 512, &t), 0);
+  assert_int_equal (c.nb_reads, 7);      /* 1 went, 2 stayed */
+  assert_int_equal (qcow2_l2_cache_get (&c, io, 512, &t), 0);
+  assert_int_equal (c.nb_reads, 8);
+  qcow2_l2_cache_limit (&c, 4);
+  assert_int_equal (c.nb_slots, 4);
+  assert_int_equal (c.max_slots, 4);
+  for (i = 1; i <= 7; i++)
+    {
+      assert_int_equal (qcow2_l2_cache_get (&c, io, i * 512, &t), 0);
+      assert_int_equal (t[0], i);
+    }
+  assert_int_equal (c.nb_slots, 4);
   qcow2_l2_cache_free (&c);
   io_close (io);
   free (file);
