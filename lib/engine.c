@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,6 +16,8 @@
 #include "rounding.h"
 #include "errors.h"
 #include "engine.h"
+
+#define POOL_HUGE_PAGE (2u << 20)     /* x86-64 and arm64 (4 KiB pages) */
 
 enum req_op { OP_READ, OP_WRITE, OP_FSYNC };
 
@@ -415,6 +418,40 @@ check_not_in_callback (const struct engine *e, const char *what)
   return 0;
 }
 
+/* The pool's memory, page-aligned as O_DIRECT needs (ENGINE_ALIGN). A
+ * pool of whole huge pages is placed on a huge page boundary and asked to
+ * be backed by them: a job's first touch of its buffers (or registering
+ * them) then faults 8 pages instead of 4096, which on a VM whose fresh
+ * memory the host has to supply took 6.5 ms for 16 MiB of small pages
+ * and 1.5 ms of huge ones. Without transparent huge pages the advice is
+ * ignored. NULL (errno set) on failure. */
+static void *
+pool_map (size_t len)
+{
+  const size_t huge = POOL_HUGE_PAGE;
+  size_t maplen, head;
+  char *p;
+
+  if (len % huge != 0 || ADD_OVERFLOW (len, huge, &maplen))
+    maplen = len;
+  p = mmap (NULL, maplen, PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  if (maplen == len)
+    return p;
+  head = ROUND_UP ((uintptr_t) p, (uintptr_t) huge) - (uintptr_t) p;
+  if (head)
+    munmap (p, head);
+  if (huge - head)
+    munmap (p + head + len, huge - head);
+  p += head;
+#ifdef MADV_HUGEPAGE
+  (void) madvise (p, len, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
 static int
 pool_new (struct engine *e, size_t buf_size, unsigned nbufs)
 {
@@ -432,10 +469,7 @@ pool_new (struct engine *e, size_t buf_size, unsigned nbufs)
   e->free_bufs = malloc (nbufs * sizeof *e->free_bufs);
   if (!e->free_bufs)
     return set_error (ENOMEM, "I/O engine: %s", strerror (ENOMEM));
-  /* mmap is page-aligned, which is what O_DIRECT needs (ENGINE_ALIGN). */
-  p = mmap (NULL, e->pool_len, PROT_READ | PROT_WRITE,
-            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED)
+  if ((p = pool_map (e->pool_len)) == NULL)
     return set_error (errno, "I/O engine: cannot map a %zu byte buffer pool: %s",
                       e->pool_len, strerror (errno));
   e->pool = p;
