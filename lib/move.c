@@ -30,6 +30,8 @@
 #define PLAN_BATCH 65536u            /* ranges planned ahead, at most */
 #define SMALL_BATCH 256u             /* a small job's first batch */
 #define RAW_GRAN 4096u               /* a raw DEST's unit */
+#define NSTAGES 4u                   /* staging buffers in use, at most */
+#define STAGE_RESERVE 2u             /* pool buffers windows leave them */
 
 enum rkind {
   R_DIRECT,                          /* from a layer file's host offset */
@@ -76,6 +78,20 @@ struct slot {
   unsigned npc;
 };
 
+/* A pool buffer the data of sparse windows is copied into, packed, for
+ * DEST's direct writes: a window then frees its buffer when its writes
+ * are queued, not when the disk has done them. Without it, a chain whose
+ * windows hold a few clusters each (64 layers of a few writes) had a
+ * buffer pool of 2 MiB windows holding 2 MiB of data in all, and the
+ * disk one write at a time. */
+struct stage {
+  struct mover *m;
+  char *buf;                         /* NULL: not in use */
+  size_t used;
+  unsigned pending;                  /* writes in flight from it */
+  bool open;                         /* still taking data */
+};
+
 struct mover {
   struct move_params p;
   struct move_dest d;
@@ -96,6 +112,8 @@ struct mover {
   bool direct;
   int *dfd;                          /* O_DIRECT fds per layer, -1 = none */
   bool dwrites;                       /* DEST's aligned writes go O_DIRECT */
+  bool staging;                      /* sparse windows' writes are staged */
+  struct stage stages[NSTAGES];
   /* plan: a batch of ranges; plan_pos is where the next batch starts */
   struct range *plan;
   size_t nplan, next;
@@ -490,6 +508,9 @@ issue (struct mover *m, uint64_t budget, uint64_t *issued, bool *progress)
     else {
       if (*issued >= budget)
         break;
+      if (m->staging && engine_free_bufs (m->eng) <= STAGE_RESERVE
+          && m->used > 0)
+        break;
       if ((s->buf = engine_get_buf (m->eng)) == NULL)
         break;
       s->state = S_FILLING;
@@ -606,22 +627,116 @@ note_written (struct mover *m, uint64_t off, uint64_t n)
   m->unkicked += n;
 }
 
+/* ---- staging ---- */
+
+static void
+stage_done (void *opaque, int res)
+{
+  struct stage *st = opaque;
+
+  st->pending--;
+  if (res < 0 && st->m->werr == 0)
+    st->m->werr = res;
+  if (st->m->d.io && engine_fallbacks (st->m->eng))
+    io_direct_refused (st->m->d.io);
+}
+
+/* Give back the buffers of closed stages whose writes are done. */
+static void
+stage_reclaim (struct mover *m)
+{
+  unsigned i;
+
+  for (i = 0; i < NSTAGES; i++) {
+    struct stage *st = &m->stages[i];
+    if (st->buf && !st->open && st->pending == 0) {
+      engine_put_buf (m->eng, st->buf);
+      st->buf = NULL;
+    }
+  }
+}
+
+/* Close the open stage (an empty one goes back at once). */
+static void
+stage_close (struct mover *m)
+{
+  unsigned i;
+
+  for (i = 0; i < NSTAGES; i++)
+    m->stages[i].open = false;
+  stage_reclaim (m);
+}
+
+/* A stage with room for n bytes, or NULL: none free (the write is then
+ * done from the window's buffer, as without staging). */
+static struct stage *
+stage_get (struct mover *m, size_t n)
+{
+  struct stage *st = NULL;
+  unsigned i;
+
+  for (i = 0; i < NSTAGES; i++)
+    if (m->stages[i].open) {
+      if (m->stages[i].used + n <= m->bufsize)
+        return &m->stages[i];
+      break;
+    }
+  stage_close (m);
+  for (i = 0; i < NSTAGES && st == NULL; i++)
+    if (m->stages[i].buf == NULL)
+      st = &m->stages[i];
+  if (st == NULL || (st->buf = engine_get_buf (m->eng)) == NULL)
+    return NULL;
+  st->m = m;
+  st->used = 0;
+  st->pending = 0;
+  st->open = true;
+  return st;
+}
+
+/* Whether a window's writes go through a stage: it holds little data
+ * for its buffer, and the data is its own (not a zero cluster of
+ * DEST's writer). */
+static bool
+stage_slot (const struct mover *m, const struct slot *s, const char *p)
+{
+  const char *b = s->buf;
+
+  return m->staging && !s->zero && b && p >= b && p < b + m->bufsize
+    && s->data <= m->bufsize / 4;
+}
+
 /* Queue a DEST write of the slot's data with the engine. */
 static int
 sink_engine (struct mover *m, struct slot *s, const void *buf, size_t n,
              uint64_t off)
 {
   int fd = m->d.fd, r;
+  struct stage *st = NULL;
+  engine_cb cb = write_done;
+  void *opaque = s;
 
   while (engine_slots (m->eng) == 0)
     if ((r = engine_wait (m->eng, 1)) < 0)
       return set_error (-r, "I/O engine: %s", strerror (-r));
+  if (stage_slot (m, s, buf) && n <= m->bufsize
+      && (st = stage_get (m, n)) != NULL) {
+    char *p = st->buf + st->used;
+    memcpy (p, buf, n);
+    st->used += ROUND_UP (n, (size_t) ENGINE_ALIGN);
+    buf = p;
+    cb = stage_done;
+    opaque = st;
+  }
   if (m->d.io)
     fd = io_write_fd (m->d.io, buf, n, off);
-  r = engine_write_or (m->eng, fd, m->d.fd, buf, n, off, write_done, s);
+  r = engine_write_or (m->eng, fd, m->d.fd, buf, n, off, cb, opaque);
   if (r < 0)
     return set_image_error (m->d.name, -r, "write: %s", strerror (-r));
-  s->pending++;
+  if (st)
+    st->pending++;
+  else
+    s->pending++;
   if (fd == m->d.fd)                 /* else nothing to write back */
     note_written (m, off, n);
   return 0;
@@ -817,6 +932,10 @@ retire (struct mover *m, uint64_t *moved, bool *progress)
     m->kicked += m->unkicked;
     m->unkicked = 0;
   }
+  if (m->werr < 0)                   /* a staged write failed */
+    return set_image_error (m->d.name, -m->werr, "write: %s",
+                            strerror (-m->werr));
+  stage_reclaim (m);
   while (m->used && m->slots[m->head].state == S_DONE) {
     struct slot *s = &m->slots[m->head];
     if (s->res < 0)
@@ -1010,6 +1129,10 @@ mover_new (const struct move_params *p, const struct move_dest *d,
                             : m->small ? m->alloc : UINT64_MAX, d->fresh)
       && io_set_direct_writes (d->io))
     m->dwrites = true;
+  /* Only direct writes hold a window's buffer until the disk is done;
+   * the sync backend's are done when queued. */
+  m->staging = m->dwrites
+    && strcmp (engine_backend (m->eng), "io_uring") == 0;
   /* Kernel copies where DEST's view below is kept (nothing to detect
    * zeroes for) and the page cache is used anyway. */
   m->cfr = d->as_is && d->under && !d->compress && !m->dwrites

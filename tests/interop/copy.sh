@@ -328,6 +328,35 @@ EOF
   same_view thr2.qcow2 thr2.out.qcow2 qcow2 "throttle steps"
 fi
 
+say "sparse windows staged for direct writes, dense ones between"
+# 128 KiB every 1 MiB at varying offsets (windows a quarter full or less:
+# their data is copied into packed staging buffers, more of it than the
+# stages hold at once), dense runs between them (written from their own
+# windows), and a last piece of 1536 bytes at an image end that is not a
+# multiple of 4 KiB: every write in its place, in order, none lost when a
+# stage is reused.
+sz=$((120 * M + 1536))
+qimg create -f qcow2 st.qcow2 $sz
+cmds=()
+for k in $(seq 0 119); do
+  if [ $((k % 40)) -eq 20 ]; then
+    cmds+=("write -P $((k % 200 + 1)) $((k * M)) 4M")
+  elif [ $((k % 40)) -lt 20 ] || [ $((k % 40)) -gt 23 ]; then
+    cmds+=("write -P $((k % 200 + 1)) $((k * M + (k % 13) * 65536)) 128k")
+  fi
+done
+cmds+=("write -P 0x77 $((sz - 1536)) 1536")
+qio_cmds st.qcow2 "${cmds[@]}"
+for io in --cache=direct-writes --direct; do
+  if copy_ok "staged$io" $io st.qcow2 st$io.qcow2; then
+    same_view st.qcow2 st$io.qcow2 qcow2 "staged$io"
+    clean_check st$io.qcow2 "staged$io"
+  fi
+  if copy_ok "staged$io raw" $io --raw st.qcow2 st$io.raw; then
+    same_view st.qcow2 st$io.raw raw "staged$io raw"
+  fi
+done
+
 say "page cache: past it from 64 MiB on, files grown ahead are cut back"
 # 72 MiB of data, more than the 64 MiB from which a job's writes bypass
 # the page cache by default; the rest of the image unallocated.
