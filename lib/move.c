@@ -615,20 +615,36 @@ write_slot (struct mover *m, struct slot *s)
   return r;
 }
 
+/* What every completed DEST write tells: the first failure, and whether
+ * DEST refused a direct write (then it gets no more). */
+static void
+write_result (struct mover *m, int res)
+{
+  if (res < 0 && m->werr == 0)
+    m->werr = res;
+  if (m->d.io && engine_fallbacks (m->eng))
+    io_direct_refused (m->d.io);
+}
+
+/* The error of the first failed DEST write, set; 0 if none failed. */
+static int
+write_error (struct mover *m)
+{
+  if (m->werr == 0)
+    return 0;
+  return set_image_error (m->d.name, -m->werr, "write: %s",
+                          strerror (-m->werr));
+}
+
 static void
 write_done (void *opaque, int res)
 {
   struct slot *s = opaque;
 
   s->pending--;
-  if (res < 0) {
-    if (s->res == 0)
-      s->res = res;
-    if (s->m->werr == 0)
-      s->m->werr = res;
-  }
-  if (s->m->d.io && engine_fallbacks (s->m->eng))
-    io_direct_refused (s->m->d.io);
+  if (res < 0 && s->res == 0)
+    s->res = res;
+  write_result (s->m, res);
   if (s->pending == 0 && s->state == S_WRITING)
     s->state = S_DONE;
 }
@@ -651,10 +667,7 @@ stage_done (void *opaque, int res)
   struct stage *st = opaque;
 
   st->pending--;
-  if (res < 0 && st->m->werr == 0)
-    st->m->werr = res;
-  if (st->m->d.io && engine_fallbacks (st->m->eng))
-    io_direct_refused (st->m->d.io);
+  write_result (st->m, res);
 }
 
 /* Whether a staged write is queued or in flight. */
@@ -909,10 +922,7 @@ sink_drain (void *opaque)
 
   if (r < 0)
     return set_error (-r, "I/O engine: %s", strerror (-r));
-  if (m->werr < 0)
-    return set_image_error (m->d.name, -m->werr, "write: %s",
-                            strerror (-m->werr));
-  return 0;
+  return write_error (m);
 }
 
 static int
@@ -959,9 +969,8 @@ retire (struct mover *m, uint64_t *moved, bool *progress)
     m->kicked += m->unkicked;
     m->unkicked = 0;
   }
-  if (m->werr < 0)                   /* a staged write failed */
-    return set_image_error (m->d.name, -m->werr, "write: %s",
-                            strerror (-m->werr));
+  if ((r = write_error (m)) < 0)      /* a staged write failed */
+    return r;
   stage_reclaim (m);
   while (m->used && m->slots[m->head].state == S_DONE) {
     struct slot *s = &m->slots[m->head];
@@ -1187,9 +1196,8 @@ mover_finish (struct mover *m, bool ok)
   r = ok ? engine_drain (m->eng) : engine_cancel_all (m->eng);
   if (r < 0)
     r = set_error (-r, "I/O engine: %s", strerror (-r));
-  else if (ok && m->werr < 0)
-    r = set_image_error (m->d.name, -m->werr, "write: %s",
-                         strerror (-m->werr));
+  else if (ok)
+    r = write_error (m);
   if (m->d.ops->set_data_sink && m->d.st)
     m->d.ops->set_data_sink (m->d.st, NULL);
   m->d.st = NULL;

@@ -362,6 +362,7 @@ say "abort of a throttled copy into a reused DEST: what it maps holds SRC's data
 # unless the step waits for them; the abort then cancelled them while
 # their L2 entries were written at the flush. Every cluster the aborted
 # DEST maps must read as SRC does there.
+"$QEMU_IMG" convert -O raw st.qcow2 "$T/st.raw"
 for io in --cache=direct-writes ""; do
   rm -f sta.qcow2
   qimg create -f qcow2 sta.qcow2 $sz
@@ -375,7 +376,6 @@ for io in --cache=direct-writes ""; do
   [ "$rc" -eq 130 ] || { fail "staged abort$io: exit $rc, not 130"; cat "$T/sta.err"; }
   clean_check sta.qcow2 "staged abort$io"
   "$QEMU_IMG" map --output=json sta.qcow2 >"$T/sta.map"
-  "$QEMU_IMG" convert -O raw st.qcow2 "$T/st.raw"
   "$QEMU_IMG" convert -O raw sta.qcow2 "$T/sta.raw"
   CHECKS=$((CHECKS + 1))
   $PYTHON - "$T/sta.map" "$T/st.raw" "$T/sta.raw" <<'EOF' || fail "staged abort$io: a mapped cluster differs from SRC"

@@ -631,6 +631,7 @@ pool_on_huge_page_boundary (void **state)
   struct engine *e = new_engine (state, 8, 2u << 20, 8, 0);
   char *bufs[8], *lo = NULL;
   unsigned i;
+  int eligible;
 
   for (i = 0; i < 8; i++) {
     bufs[i] = engine_get_buf (e);
@@ -640,8 +641,8 @@ pool_on_huge_page_boundary (void **state)
   }
   assert_int_equal ((uintptr_t) lo % (2u << 20), 0);
   /* (Kernels before 5.8 have no THPeligible: nothing to check there.) */
-  if (thp_enabled () && thp_eligible (lo) != -1)
-    assert_int_equal (thp_eligible (lo), 1);
+  if (thp_enabled () && (eligible = thp_eligible (lo)) != -1)
+    assert_int_equal (eligible, 1);
   for (i = 0; i < 8; i++) {
     memset (bufs[i], (int) i + 1, 2u << 20);
     assert_int_equal (bufs[i][(2u << 20) - 1], (char) (i + 1));
