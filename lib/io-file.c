@@ -79,11 +79,29 @@ io_write_fd (struct io *io, const void *buf, size_t n, uint64_t off)
 {
   int fd = write_fd (io, buf, n, off);
 
+  io_note_written (io, off + n);
   if (fd != io->fd)
     io_dio_reserve (io, off + n);
   else
     io_note_end (io, off + n);
   return fd;
+}
+
+int
+io_extend (struct io *io, uint64_t end)
+{
+  struct stat st;
+
+  io_note_end (io, end);
+  if (io->fd < 0)
+    return 0;
+  if (fstat (io->fd, &st) < 0)
+    return set_image_error (io->name, errno, "stat: %m");
+  if (S_ISREG (st.st_mode) && (uint64_t) st.st_size < end
+      && ftruncate (io->fd, (off_t) end) < 0)
+    return set_image_error (io->name, errno, "truncate to %" PRIu64 ": %m",
+                            end);
+  return 0;
 }
 
 /* Cut a file grown ahead back to the size its writers know. */
@@ -477,6 +495,7 @@ io_open_file (const char *path, unsigned flags, struct io **out)
   io->fd = fd;
   io->dfd = -1;
   io->writable = (flags & (IO_WRITE | IO_CREATE)) != 0;
+  io->virgin = S_ISREG (st.st_mode) ? (uint64_t) st.st_size : UINT64_MAX;
   *out = io;
   return 0;
 }

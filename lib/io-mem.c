@@ -191,6 +191,7 @@ io_open_mem (const char *name, const void *data, size_t len, struct io **out)
   if (len)
     memcpy (m->data, data, len);
   m->len = len;
+  m->io.virgin = len;
   *out = &m->io;
   return 0;
 }

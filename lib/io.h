@@ -42,6 +42,11 @@ struct io {
   bool growing, grow_failed;
   uint64_t grown, end;
   bool dio_refused;     /* a direct write was refused: writes go buffered */
+  /* From here on nothing was ever written to the file, which then reads
+   * as zeroes (a regular file's size at open, raised by every write
+   * through io; UINT64_MAX for a device, whose old bytes stay): a writer
+   * may leave zero blocks there unwritten. */
+  uint64_t virgin;
   /* A read-only file's last allocation answer: [run_lo, run_hi) is data
    * (or a hole, which reads skip). Empty when run_hi is 0. */
   uint64_t run_lo, run_hi;
@@ -107,6 +112,17 @@ io_note_end (struct io *io, uint64_t end)
   if (io->growing && end > io->end)
     io->end = end;
 }
+/* A write ending at `end` that io did not see itself (copy_file_range):
+ * what lies below it is no longer virgin. */
+static inline void
+io_note_written (struct io *io, uint64_t end)
+{
+  if (end > io->virgin)
+    io->virgin = end;
+}
+/* The file reaches at least `end` (grown by ftruncate if shorter, and
+ * kept so by the next flush): zero blocks left unwritten at its end. */
+int io_extend (struct io *io, uint64_t end);
 /* The file system refused a direct write (EINVAL): io's writes go
  * through the page cache from now on. */
 static inline void
@@ -139,6 +155,7 @@ io_pread (struct io *io, void *buf, size_t n, uint64_t off)
 static inline int
 io_pwrite (struct io *io, const void *buf, size_t n, uint64_t off)
 {
+  io_note_written (io, off + n);
   return io->ops->pwrite (io, buf, n, off);
 }
 

@@ -35,6 +35,12 @@
 #define PLAN_BATCH 65536u            /* ranges planned ahead, at most */
 #define SMALL_BATCH 256u             /* a small job's first batch */
 #define RAW_GRAN 4096u               /* a raw DEST's unit */
+/* Zero runs left out of DEST's never-written space, at least (sink_out):
+ * 64-layer flatten, 31 MiB of clusters, 18 MiB of it data: 38.0 ms
+ * writing them all, 29.7 ms from 16 KiB, 29.6 from 4 KiB, 36.2 from
+ * 64 KiB; a 2 GiB deep copy, 1431 MiB of clusters, 1265 MiB written from
+ * 16 KiB in five times the requests: 1.15 vs 1.18 s. */
+#define FRESH_HOLE_MIN (16u << 10)
 #define NSTAGES 4u                   /* staging buffers in use, at most */
 #define STAGE_RESERVE 2u             /* pool buffers sparse windows leave */
 
@@ -118,6 +124,9 @@ struct mover {
   bool direct;
   int *dfd;                          /* O_DIRECT fds per layer, -1 = none */
   bool dwrites;                       /* DEST's aligned writes go O_DIRECT */
+  /* The end of the last write whose end sink_out left out, and the end
+   * DEST's file was extended to since. */
+  uint64_t hole_end, extended;
   bool staging;                      /* sparse windows' writes are staged */
   bool sparse;                       /* and the last window written was */
   struct stage stages[NSTAGES];
@@ -782,6 +791,57 @@ sink_engine (struct mover *m, struct slot *s, const void *buf, size_t n,
   return 0;
 }
 
+/* A DEST write, its zero blocks left out where DEST's file was never
+ * written and so reads as zeroes: a new cluster's zero blocks (most of a
+ * 64 KiB cluster that holds a 4 KiB write) cost the disk nothing then.
+ * Only runs of FRESH_HOLE_MIN or more: a write cut around a shorter one
+ * costs a request more than the bytes it saves. A run at the end leaves
+ * the file short of it until the file is extended (sink_drain,
+ * mover_finish). */
+static int
+sink_out (struct mover *m, struct slot *s, const char *p, size_t n,
+          uint64_t off)
+{
+  const uint64_t blk = IO_DIO_ALIGN;
+  uint64_t v = m->d.io ? m->d.io->virgin : UINT64_MAX;
+  uint64_t end = off + n, w = off, a, z;
+  int r;
+
+  if (end <= v || end - MAX (off, v) < FRESH_HOLE_MIN)
+    return sink_engine (m, s, p, n, off);
+  for (a = ROUND_UP (MAX (off, v), blk); a + blk <= end; a = z + blk) {
+    for (z = a; z + blk <= end && is_zero (p + (z - off), blk); z += blk)
+      ;
+    if (z - a < FRESH_HOLE_MIN)
+      continue;
+    if (a > w && (r = sink_engine (m, s, p + (w - off), a - w, w)) < 0)
+      return r;
+    w = z;
+  }
+  if (w < end)
+    return sink_engine (m, s, p + (w - off), end - w, w);
+  /* Nothing written up to end: the file must reach it all the same. */
+  io_note_written (m->d.io, end);
+  io_note_end (m->d.io, end);
+  m->hole_end = MAX (m->hole_end, end);
+  return 0;
+}
+
+/* The file reaches the end of every write that left its last blocks out;
+ * 0 or -errno after set_error. */
+static int
+extend_dest (struct mover *m)
+{
+  int r;
+
+  if (m->hole_end <= m->extended)
+    return 0;
+  if ((r = io_extend (m->d.io, m->hole_end)) < 0)
+    return r;
+  m->extended = m->hole_end;
+  return 0;
+}
+
 /* n bytes from layer file `layer` at host to DEST's file at off, in the
  * kernel. */
 static int
@@ -791,8 +851,10 @@ copy_range (struct mover *m, unsigned layer, uint64_t host, size_t n,
   int sfd = m->p.src->layers[layer].io->fd;
   loff_t in = (loff_t) host, out = (loff_t) off;
 
-  if (m->d.io)
+  if (m->d.io) {
     io_note_end (m->d.io, off + n);
+    io_note_written (m->d.io, off + n);
+  }
   while (n > 0) {
     ssize_t k = copy_file_range (sfd, &in, m->d.fd, &out, n, 0);
     if (k < 0 && errno == EINTR)
@@ -869,7 +931,7 @@ sink_copy (struct mover *m, struct slot *s, const struct piece *pc,
     r = io_pread (m->p.src->layers[pc->layer].io, p, n, host);
     if (r < 0)
       return r;
-    return sink_engine (m, s, p, n, off);
+    return sink_out (m, s, p, n, off);
   }
   if (r < 0)
     return set_image_error (m->d.name, -r, "kernel copy from %s: %s",
@@ -894,7 +956,7 @@ sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
                             "window (internal error)");
   b = s->buf;
   if (s->zero || p < b || p >= b + m->bufsize)
-    return sink_engine (m, s, buf, n, off);
+    return sink_out (m, s, buf, n, off);
   for (i = 0; i < s->npc && n > 0; i++) {
     const struct piece *pc = &s->pc[i];
     size_t pos = (size_t) (p - b), k;
@@ -904,14 +966,14 @@ sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
       break;
     k = MIN (n, (size_t) pc->pos + pc->len - pos);
     r = pc->cfr ? sink_copy (m, s, pc, pos, k, off)
-      : sink_engine (m, s, p, k, off);
+      : sink_out (m, s, p, k, off);
     if (r < 0)
       return r;
     p += k;
     off += k;
     n -= k;
   }
-  return n ? sink_engine (m, s, p, n, off) : 0;
+  return n ? sink_out (m, s, p, n, off) : 0;
 }
 
 static int
@@ -922,7 +984,9 @@ sink_drain (void *opaque)
 
   if (r < 0)
     return set_error (-r, "I/O engine: %s", strerror (-r));
-  return write_error (m);
+  if ((r = write_error (m)) < 0)
+    return r;
+  return extend_dest (m);     /* before metadata that points past it */
 }
 
 static int
@@ -1198,6 +1262,10 @@ mover_finish (struct mover *m, bool ok)
     r = set_error (-r, "I/O engine: %s", strerror (-r));
   else if (ok)
     r = write_error (m);
+  /* After an abort too: the flush that follows writes L2 entries that
+   * may point past the file's end otherwise. */
+  if (r == 0)
+    r = extend_dest (m);
   if (m->d.ops->set_data_sink && m->d.st)
     m->d.ops->set_data_sink (m->d.st, NULL);
   m->d.st = NULL;

@@ -398,6 +398,46 @@ EOF
 done
 rm -f "$T/st.raw" "$T/sta.raw"
 
+say "a new DEST's zero blocks in new clusters are left out, its end kept"
+# 4 KiB of data at the start of each of 64 clusters of 64 KiB, and a last
+# cluster whose data is its first 4 KiB: qchain writes the data blocks
+# only (the file reads zero where it was never written), and the file
+# still reaches the end of its last cluster. Every I/O mode alike.
+qimg create -f qcow2 fr.qcow2 8M
+cmds=()
+for k in $(seq 0 63); do cmds+=("write -P $((k + 1)) $((k * 65536)) 4k"); done
+cmds+=("write -P 0x99 $((8 * M - 65536)) 4k")
+qio_cmds fr.qcow2 "${cmds[@]}"
+for io in --cache=buffered --cache=direct-writes --no-uring; do
+  copy_ok "fresh$io" $io fr.qcow2 fr$io.qcow2 || continue
+  same_view fr.qcow2 fr$io.qcow2 qcow2 "fresh$io"
+  clean_check fr$io.qcow2 "fresh$io"
+  "$QEMU_IMG" map --output=json fr$io.qcow2 >"$T/fr.map"
+  CHECKS=$((CHECKS + 1))
+  end=$(json_get "$T/fr.map" "max(e['offset'] + e['length'] for e in j if e['data'])")
+  [ "$(stat -c %s fr$io.qcow2)" -ge "$end" ] ||
+    fail "fresh$io: file is $(stat -c %s fr$io.qcow2) bytes, its last cluster ends at $end"
+done
+# Buffered, nothing is allocated ahead: what the file holds shows what
+# was written, 65 clusters of 64 KiB had it all been.
+CHECKS=$((CHECKS + 1))
+held=$(($(stat -c %b fr--cache=buffered.qcow2) * $(stat -c %B fr--cache=buffered.qcow2)))
+[ "$held" -lt $((1024 * 1024)) ] ||
+  fail "fresh: DEST holds $held bytes for 65 blocks of 4 KiB (zero blocks written)"
+
+say "a reused DEST's bytes past its clusters are overwritten, zeroes too"
+# Stray bytes after the last cluster of an existing DEST: space its writer
+# may allocate, that was written before the job. Zero blocks there must be
+# written, or the stray bytes would show through.
+qimg create -f qcow2 ru.qcow2 8M
+$PYTHON -c "import sys; open(sys.argv[1], 'ab').write(b'\xee' * (2 * 1024 * 1024))" ru.qcow2
+for io in --cache=buffered --cache=direct-writes; do
+  cp ru.qcow2 ru$io.qcow2
+  copy_ok "reused stray$io" $io --reuse-existing fr.qcow2 ru$io.qcow2 || continue
+  same_view fr.qcow2 ru$io.qcow2 qcow2 "reused stray$io"
+  clean_check ru$io.qcow2 "reused stray$io"
+done
+
 say "page cache: past it from 64 MiB on, files grown ahead are cut back"
 # 72 MiB of data, more than the 64 MiB from which a job's writes bypass
 # the page cache by default; the rest of the image unallocated.

@@ -412,6 +412,43 @@ file_direct_writes_grow_ahead (void **state)
   rmdir (dir);
 }
 
+/* Where a file was never written: its size at open, then past every
+ * write through io (or noted); a device's old bytes are never virgin.
+ * io_extend grows a file to an end only. */
+static void
+file_virgin_follows_writes (void **state)
+{
+  char path[] = "/tmp/qchain-test-io-virgin-XXXXXX";
+  int fd = mkstemp (path);
+  struct io *io;
+  struct stat st;
+
+  assert_true (fd >= 0);
+  assert_int_equal (pwrite (fd, "abcd", 4, 8192), 4);
+  assert_int_equal (io_open_file (path, IO_WRITE, &io), 0);
+  assert_int_equal (io->virgin, 8196);
+  assert_int_equal (io_pwrite (io, "x", 1, 100), 0);
+  assert_int_equal (io->virgin, 8196);
+  assert_int_equal (io_pwrite (io, "xy", 2, 20000), 0);
+  assert_int_equal (io->virgin, 20002);
+  (void) io_write_fd (io, "z", 1, 30000);     /* an engine request's fd */
+  assert_int_equal (io->virgin, 30001);
+  io_note_written (io, 40000);
+  assert_int_equal (io->virgin, 40000);
+  assert_int_equal (io_extend (io, 65536), 0);
+  assert_int_equal (fstat (fd, &st), 0);
+  assert_int_equal (st.st_size, 65536);
+  assert_int_equal (io_extend (io, 4096), 0);   /* never shrinks */
+  assert_int_equal (fstat (fd, &st), 0);
+  assert_int_equal (st.st_size, 65536);
+  io_close (io);
+  assert_int_equal (io_open_mem ("m", "abc", 3, &io), 0);
+  assert_int_equal (io->virgin, 3);
+  io_close (io);
+  close (fd);
+  unlink (path);
+}
+
 int
 main (void)
 {
@@ -427,6 +464,7 @@ main (void)
     cmocka_unit_test (file_open_missing_names_path),
     cmocka_unit_test (file_direct_aligned_requests),
     cmocka_unit_test (file_direct_writes_grow_ahead),
+    cmocka_unit_test (file_virgin_follows_writes),
   };
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
