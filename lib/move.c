@@ -645,6 +645,18 @@ write_error (struct mover *m)
                           strerror (-m->werr));
 }
 
+/* A slot whose writes are done gives its buffer back at once, before the
+ * slots ahead of it are done: the buffer of a staged window, or of one
+ * the disk finished first, serves the next window meanwhile. */
+static void
+slot_done (struct mover *m, struct slot *s)
+{
+  s->state = S_DONE;
+  if (s->buf)
+    engine_put_buf (m->eng, s->buf);
+  s->buf = NULL;
+}
+
 static void
 write_done (void *opaque, int res)
 {
@@ -655,7 +667,7 @@ write_done (void *opaque, int res)
     s->res = res;
   write_result (s->m, res);
   if (s->pending == 0 && s->state == S_WRITING)
-    s->state = S_DONE;
+    slot_done (s->m, s);
 }
 
 static void
@@ -1019,7 +1031,10 @@ retire (struct mover *m, uint64_t *moved, bool *progress)
      * while later ones wait for the engine must not end the slot. */
     if ((r = write_slot (m, s)) < 0)
       return r;
-    s->state = s->pending ? S_WRITING : S_DONE;
+    if (s->pending)
+      s->state = S_WRITING;
+    else
+      slot_done (m, s);
     *progress = true;
   }
   /* The final fsync would write everything at once, after the copy: start
