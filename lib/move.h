@@ -54,17 +54,22 @@ struct mover;
 int mover_new (const struct move_params *p, const struct move_dest *d,
                struct mover **out);
 /* Move at most budget bytes of data (a step may end a little past it for
- * whole clusters); *moved gets the data bytes completed. 1 when all is
- * done, 0 when more remains, -errno after set_error. */
-int mover_step (struct mover *m, uint64_t budget, uint64_t *moved);
+ * whole clusters); *moved gets the data bytes completed. With keep_full
+ * the step returns once it has issued its budget, its windows still in
+ * flight (they complete in later steps, or in mover_finish); else it
+ * returns with all it issued done. 1 when all is done, 0 when more
+ * remains, -errno after set_error. */
+int mover_step (struct mover *m, uint64_t budget, bool keep_full,
+                uint64_t *moved);
 /* Data bytes planned so far: the job's end (it grows only for images with
  * more ranges than a planning batch). */
 uint64_t mover_planned (const struct mover *m);
 /* A job's step on m: mover_step, with the job's progress (cur, end). */
 int mover_job_step (struct mover *m, struct qc_job *j, uint64_t budget,
                     uint64_t *moved);
-/* Wait for (ok) or cancel what is in flight, and detach from DEST's state:
- * DEST can then be flushed or closed. */
+/* Wait for what is in flight (ok or not: it is never cancelled unless the
+ * engine broke), and detach from DEST's state: DEST can then be flushed
+ * or closed. */
 int mover_finish (struct mover *m, bool ok);
 void mover_free (struct mover *m);
 

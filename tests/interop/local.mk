@@ -29,3 +29,8 @@ TESTS += tests/interop/holes.sh
 EXTRA_DIST += tests/interop/holes.sh
 TESTS += tests/interop/block-device.sh
 EXTRA_DIST += tests/interop/block-device.sh
+# A copy driven step by step through the public API and aborted (copy.sh).
+check_PROGRAMS += tests/interop/step-abort
+tests_interop_step_abort_SOURCES = tests/interop/step-abort.c
+tests_interop_step_abort_CPPFLAGS = -I$(top_srcdir)/lib
+tests_interop_step_abort_LDADD = libqchain.la
