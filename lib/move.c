@@ -487,7 +487,8 @@ fill_window (struct mover *m, struct slot *s, uint64_t budget,
   return 0;
 }
 
-/* Start windows in plan order, at most budget data bytes in this step. */
+/* Start windows in plan order, at most budget data bytes in this step:
+ * zero ranges, and one data window at most. */
 static int
 issue (struct mover *m, uint64_t budget, uint64_t *issued, bool *progress)
 {
@@ -536,7 +537,7 @@ issue (struct mover *m, uint64_t budget, uint64_t *issued, bool *progress)
       if (r < 0)
         return r;
       *progress = true;
-      continue;
+      break;                         /* one data window: see mover_step */
     }
     m->used++;
     *progress = true;
@@ -1078,8 +1079,17 @@ mover_step (struct mover *m, uint64_t budget, bool keep_full, uint64_t *moved)
     bool planned_all;
     bool drained;
 
-    if ((r = issue (m, budget, &issued, &progress)) < 0
-        || (r = retire (m, moved, &progress)) < 0)
+    /* Writes first, submitted on their own, then one window's reads: a
+     * read of cached data is copied during its submission, and writes
+     * submitted with it reach the disk only after all of it. The disk
+     * finishes the writes in flight together; refilling every buffer
+     * before writing any idled it for the whole refill (a 1256 MiB raw
+     * copy: 1.16 -> 0.99 s). */
+    if ((r = retire (m, moved, &progress)) < 0)
+      return r;
+    if ((r = engine_submit (m->eng)) < 0)
+      return set_error (-r, "I/O engine: %s", strerror (-r));
+    if ((r = issue (m, budget, &issued, &progress)) < 0)
       return r;
     planned_all = m->next == m->nplan && m->plan_pos >= m->walk_end;
     drained = m->used == 0 && !stages_busy (m);
