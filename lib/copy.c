@@ -24,8 +24,8 @@
 #include "lock.h"
 
 #define REQ_SIZE (1u << 20)          /* reads checking a reused DEST */
-#define STEP_MAX (64u << 20)         /* unthrottled step: the pipeline drains
-                                        once per step; an abort waits for one */
+#define STEP_MAX (64u << 20)         /* unthrottled step: an abort is seen
+                                        once per step */
 
 struct copy {
   struct chain *src;

@@ -115,7 +115,9 @@ end_job (struct qc_job *j, enum qc_job_state state, int r)
 {
   int f = j->ops->finish ? j->ops->finish (j, state == QC_JOB_DONE) : 0;
 
-  if (state == QC_JOB_DONE && f < 0) {
+  /* A failure found while stopping (a write that was in flight at an
+   * abort) is reported, not hidden behind the abort. */
+  if ((state == QC_JOB_DONE || state == QC_JOB_ABORTED) && f < 0) {
     state = QC_JOB_FAILED;
     r = f;
   }

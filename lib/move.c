@@ -498,6 +498,10 @@ issue (struct mover *m, uint64_t budget, uint64_t *issued, bool *progress)
     struct slot *s = &m->slots[(m->head + m->used) % NSLOTS];
     const struct range *rg;
 
+    /* Past the budget not even zero ranges: a throttled step ends
+     * drained, and a run of them would keep it from that. */
+    if (*issued >= budget)
+      break;
     if (m->next == m->nplan) {
       if (m->plan_pos >= m->walk_end)
         break;
@@ -523,8 +527,6 @@ issue (struct mover *m, uint64_t budget, uint64_t *issued, bool *progress)
       }
     }
     else {
-      if (*issued >= budget)
-        break;
       if (m->staging && m->sparse && m->used > 0
           && engine_free_bufs (m->eng) <= STAGE_RESERVE)
         break;
@@ -833,7 +835,7 @@ sink_out (struct mover *m, struct slot *s, const char *p, size_t n,
   }
   if (w < end)
     return sink_engine (m, s, p + (w - off), end - w, w);
-  /* Nothing written up to end: the file must reach it all the same. */
+  /* The tail left out: the file must reach its end all the same. */
   io_note_written (m->d.io, end);
   io_note_end (m->d.io, end);
   m->hole_end = MAX (m->hole_end, end);
@@ -1294,16 +1296,16 @@ mover_finish (struct mover *m, bool ok)
    * has an L2 entry for, which its flush will write. Bounded: the pool's
    * windows at most. Only a broken engine is cancelled. */
   r = engine_drain (m->eng);
+  /* Whatever happened, the file reaches what the writer's L2 entries
+   * point to (its flush follows); a write that failed is reported, also
+   * one that was still in flight at an abort. */
   if (r < 0) {
-    r = set_error (-r, "I/O engine: %s", strerror (-r));
     engine_cancel_all (m->eng);
+    (void) extend_dest (m);
+    r = set_error (-r, "I/O engine: %s", strerror (-r));
   }
-  else if (ok)
+  else if ((r = extend_dest (m)) == 0)
     r = write_error (m);
-  /* After an abort too: the flush that follows writes L2 entries that
-   * may point past the file's end otherwise. */
-  if (r == 0)
-    r = extend_dest (m);
   if (m->d.ops->set_data_sink && m->d.st)
     m->d.ops->set_data_sink (m->d.st, NULL);
   m->d.st = NULL;
