@@ -352,7 +352,7 @@ commit_finish (struct qc_job *j, bool ok)
   if (cm->resumed)
     return ok ? finish_resumed (j, cm) : 0;
   if (cm->mv)
-    r = mover_finish (cm->mv, ok);
+    r = mover_finish (cm->mv);
   if (ok && r == 0)
     r = zero_past_top (cm);
   /* B durable before anything points to it; also when stopping early. */

@@ -113,7 +113,7 @@ copy_finish (struct qc_job *j, bool ok)
   int r = 0;
 
   if (cp->mv)
-    r = mover_finish (cp->mv, ok);
+    r = mover_finish (cp->mv);
   /* A reused DEST is left consistent even when the copy stops early. */
   if (cp->dst && (ok || cp->tmp == NULL)) {
     int f = cp->dops->flush (cp->dst);

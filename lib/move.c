@@ -838,7 +838,8 @@ sink_out (struct mover *m, struct slot *s, const char *p, size_t n,
   }
   if (w < end)
     return sink_engine (m, s, p + (w - off), end - w, w);
-  /* The tail left out: the file must reach its end all the same. */
+  /* The tail left out: the file must reach its end all the same (io's
+   * known end now, the file's own at extend_dest). */
   io_note_written (m->d.io, end);
   io_note_end (m->d.io, end);
   m->hole_end = MAX (m->hole_end, end);
@@ -1289,19 +1290,18 @@ mover_new (const struct move_params *p, const struct move_dest *d,
 }
 
 int
-mover_finish (struct mover *m, bool ok)
+mover_finish (struct mover *m)
 {
   int r;
 
   if (m->eng == NULL)
     return 0;
   /* After an abort or a failure too: a write queued is one DEST's writer
-   * has an L2 entry for, which its flush will write. Bounded: the pool's
-   * windows at most. Only a broken engine is cancelled. */
+   * has an L2 entry for, which its flush will write (bounded: the pool's
+   * windows at most; only a broken engine is cancelled). Then the file
+   * reaches what those entries point to, and a write that failed, also
+   * one still in flight at an abort, is reported. */
   r = engine_drain (m->eng);
-  /* Whatever happened, the file reaches what the writer's L2 entries
-   * point to (its flush follows); a write that failed is reported, also
-   * one that was still in flight at an abort. */
   if (r < 0) {
     engine_cancel_all (m->eng);
     (void) extend_dest (m);

@@ -67,10 +67,10 @@ uint64_t mover_planned (const struct mover *m);
 /* A job's step on m: mover_step, with the job's progress (cur, end). */
 int mover_job_step (struct mover *m, struct qc_job *j, uint64_t budget,
                     uint64_t *moved);
-/* Wait for what is in flight (ok or not: it is never cancelled unless the
- * engine broke), and detach from DEST's state: DEST can then be flushed
- * or closed. */
-int mover_finish (struct mover *m, bool ok);
+/* Wait for what is in flight (after an abort or a failure too: it is
+ * never cancelled unless the engine broke), and detach from DEST's state:
+ * DEST can then be flushed or closed. */
+int mover_finish (struct mover *m);
 void mover_free (struct mover *m);
 
 #endif

@@ -357,11 +357,15 @@ for io in --cache=direct-writes --direct; do
   fi
 done
 
-# mapped_same WHAT: every cluster $T/sta.map (of $T/sta.raw) maps as data
-# reads as $T/st.raw does there, and something is mapped.
-mapped_same () {
+# aborted_dest_ok DEST WHAT: DEST, left by an aborted copy, is clean, and
+# every cluster it maps as data reads as $T/st.raw (SRC) does there, and
+# something is mapped.
+aborted_dest_ok () {
+  clean_check "$1" "$2"
+  "$QEMU_IMG" map --output=json "$1" >"$T/sta.map"
+  "$QEMU_IMG" convert -O raw "$1" "$T/sta.raw"
   CHECKS=$((CHECKS + 1))
-  $PYTHON - "$T/sta.map" "$T/st.raw" "$T/sta.raw" <<'EOF' || fail "$1: a mapped cluster differs from SRC"
+  $PYTHON - "$T/sta.map" "$T/st.raw" "$T/sta.raw" <<'EOF' || fail "$2: a mapped cluster differs from SRC"
 import json, sys
 ext = json.load(open(sys.argv[1]))
 a, b = open(sys.argv[2], "rb"), open(sys.argv[3], "rb")
@@ -397,10 +401,7 @@ for io in --cache=direct-writes ""; do
   kill -INT $pid
   wait $pid || rc=$?
   [ "$rc" -eq 130 ] || { fail "staged abort$io: exit $rc, not 130"; cat "$T/sta.err"; }
-  clean_check sta.qcow2 "staged abort$io"
-  "$QEMU_IMG" map --output=json sta.qcow2 >"$T/sta.map"
-  "$QEMU_IMG" convert -O raw sta.qcow2 "$T/sta.raw"
-  mapped_same "staged abort$io"
+  aborted_dest_ok sta.qcow2 "staged abort$io"
 done
 rm -f "$T/st.raw" "$T/sta.raw"
 
@@ -429,10 +430,7 @@ for io in "" buffered direct-writes no-uring; do
   CHECKS=$((CHECKS + 1))
   "$SA" sab.qcow2 sabd.qcow2 1 $io >"$T/sab.out" 2>&1 ||
     { fail "step abort $io: $(cat "$T/sab.out")"; continue; }
-  clean_check sabd.qcow2 "step abort $io"
-  "$QEMU_IMG" map --output=json sabd.qcow2 >"$T/sta.map"
-  "$QEMU_IMG" convert -O raw sabd.qcow2 "$T/sta.raw"
-  mapped_same "step abort $io"
+  aborted_dest_ok sabd.qcow2 "step abort $io"
 done
 rm -f "$T/st.raw" "$T/sta.raw"
 
