@@ -13,10 +13,11 @@ libqchain_internal_la_SOURCES += \
 	lib/commit.c \
 	lib/copy.c \
 	lib/move.c \
+	lib/fresh.c \
 	lib/job.c \
 	lib/throttle.c \
 	lib/engine.c
-noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h lib/throttle.h lib/job.h lib/engine.h lib/lock.h lib/move.h
+noinst_HEADERS += lib/errors.h lib/io.h lib/format.h lib/internal.h lib/throttle.h lib/job.h lib/engine.h lib/lock.h lib/move.h lib/fresh.h
 # pull and rebase: one job that fills an image, then switches its backing.
 libqchain_internal_la_SOURCES += lib/retarget.c lib/retarget-plan.c lib/rebase.c lib/pull.c lib/backing-name.c
 noinst_HEADERS += lib/retarget.h lib/backing-name.h lib/writeback.h

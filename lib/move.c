@@ -15,6 +15,7 @@
 #include "iszero.h"
 #include "rounding.h"
 #include "engine.h"
+#include "fresh.h"
 #include "move.h"
 #include "writeback.h"
 
@@ -38,12 +39,6 @@
 #define PLAN_BATCH 65536u            /* ranges planned ahead, at most */
 #define SMALL_BATCH 256u             /* a small job's first batch */
 #define RAW_GRAN 4096u               /* a raw DEST's unit */
-/* Zero runs left out of DEST's never-written space, at least (sink_out):
- * 64-layer flatten, 31 MiB of clusters, 18 MiB of it data: 38.0 ms
- * writing them all, 29.7 ms from 16 KiB, 29.6 from 4 KiB, 36.2 from
- * 64 KiB; a 2 GiB deep copy, 1431 MiB of clusters, 1265 MiB written from
- * 16 KiB in five times the requests: 1.15 vs 1.18 s. */
-#define FRESH_HOLE_MIN (16u << 10)
 #define NSTAGES 4u                   /* staging buffers in use, at most */
 #define STAGE_RESERVE 2u             /* pool buffers sparse windows leave */
 
@@ -127,9 +122,7 @@ struct mover {
   bool direct;
   int *dfd;                          /* O_DIRECT fds per layer, -1 = none */
   bool dwrites;                       /* DEST's aligned writes go O_DIRECT */
-  /* The end of the last write whose end sink_out left out, and the end
-   * DEST's file was extended to since. */
-  uint64_t hole_end, extended;
+  struct fresh fresh;                /* DEST writes' zero blocks left out */
   bool staging;                      /* sparse windows' writes are staged */
   bool sparse;                       /* and the last window written was */
   struct stage stages[NSTAGES];
@@ -809,41 +802,30 @@ sink_engine (struct mover *m, struct slot *s, const void *buf, size_t n,
   return 0;
 }
 
+/* sink_engine as fresh_write's emit. */
+struct out_ctx {
+  struct mover *m;
+  struct slot *s;
+};
+
+static int
+emit_engine (void *opaque, const void *buf, size_t n, uint64_t off)
+{
+  struct out_ctx *c = opaque;
+
+  return sink_engine (c->m, c->s, buf, n, off);
+}
+
 /* A DEST write, its zero blocks left out where DEST's file was never
- * written and so reads as zeroes: a new cluster's zero blocks (most of a
- * 64 KiB cluster that holds a 4 KiB write) cost the disk nothing then.
- * Only runs of FRESH_HOLE_MIN or more: a write cut around a shorter one
- * costs a request more than the bytes it saves. A run at the end leaves
- * the file short of it until the file is extended (sink_drain,
- * mover_finish). */
+ * written (fresh.h). A run at the end leaves the file short of it until
+ * the file is extended (sink_drain, mover_finish). */
 static int
 sink_out (struct mover *m, struct slot *s, const char *p, size_t n,
           uint64_t off)
 {
-  const uint64_t blk = IO_DIO_ALIGN;
-  uint64_t v = m->d.io ? m->d.io->virgin : UINT64_MAX;
-  uint64_t end = off + n, w = off, a, z;
-  int r;
+  struct out_ctx c = { m, s };
 
-  if (end <= v || end - MAX (off, v) < FRESH_HOLE_MIN)
-    return sink_engine (m, s, p, n, off);
-  for (a = ROUND_UP (MAX (off, v), blk); a + blk <= end; a = z + blk) {
-    for (z = a; z + blk <= end && is_zero (p + (z - off), blk); z += blk)
-      ;
-    if (z - a < FRESH_HOLE_MIN)
-      continue;
-    if (a > w && (r = sink_engine (m, s, p + (w - off), a - w, w)) < 0)
-      return r;
-    w = z;
-  }
-  if (w < end)
-    return sink_engine (m, s, p + (w - off), end - w, w);
-  /* The tail left out: the file must reach its end all the same (io's
-   * known end now, the file's own at extend_dest). */
-  io_note_written (m->d.io, end);
-  io_note_end (m->d.io, end);
-  m->hole_end = MAX (m->hole_end, end);
-  return 0;
+  return fresh_write (m->d.io, &m->fresh, p, n, off, emit_engine, &c);
 }
 
 /* The file reaches the end of every write that left its last blocks out;
@@ -851,14 +833,7 @@ sink_out (struct mover *m, struct slot *s, const char *p, size_t n,
 static int
 extend_dest (struct mover *m)
 {
-  int r;
-
-  if (m->hole_end <= m->extended)
-    return 0;
-  if ((r = io_extend (m->d.io, m->hole_end)) < 0)
-    return r;
-  m->extended = m->hole_end;
-  return 0;
+  return fresh_extend (m->d.io, &m->fresh);
 }
 
 /* n bytes from layer file `layer` at host to DEST's file at off, in the
