@@ -10,6 +10,7 @@
 
 #include "engine.h"
 #include "errors.h"
+#include "fresh.h"
 #include "iszero.h"
 #include "rounding.h"
 #include "internal.h"
@@ -57,6 +58,7 @@ struct rtjob {
   struct wbuf wb[NBUFS];
   struct wbuf *cur;                  /* obuf's: the chunk being written */
   int werr;                          /* the first failed write */
+  struct fresh fresh;                /* zero blocks left out */
   struct chain_below below;
   struct backing_reader br;
   size_t next;                       /* plan[next] is being moved */
@@ -147,6 +149,29 @@ seal (struct rtjob *x)
     release (w);
 }
 
+/* One piece of a chunk's write, queued with the engine. */
+static int
+queue_write (void *opaque, const void *buf, size_t n, uint64_t off)
+{
+  struct rtjob *x = opaque;
+  struct io *io = x->rt.c->layers[0].io;
+  int fd, r;
+
+  while (engine_slots (x->eng) == 0)
+    if ((r = engine_wait (x->eng, 1)) < 0)
+      return set_error (-r, "I/O engine: %s", strerror (-r));
+  if ((fd = io_write_fd (io, buf, n, off)) == io->fd)
+    x->unkicked += n;
+  if ((r = engine_write_or (x->eng, fd, io->fd, buf, n, off, wrote,
+                            x->cur)) < 0)
+    return set_image_error (io->name, -r, "write: %s", strerror (-r));
+  x->cur->pending++;
+  return 0;
+}
+
+/* A chunk's write leaves out the zero runs of new clusters appended to
+ * IMAGE (fresh.h): a cluster that holds one 4 KiB write of a layer over
+ * a hole of the new backing view is mostly zeroes. */
 static int
 sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
 {
@@ -154,21 +179,12 @@ sink_write (void *opaque, const void *buf, size_t n, uint64_t off)
   struct io *io = x->rt.c->layers[0].io;
   struct wbuf *w = x->cur;
   const unsigned char *p = buf;
-  int fd, r;
 
   /* Not a chunk's data (zeroes a v2 image writes out, say): the caller
    * keeps it only for the call. */
   if (w == NULL || p < w->buf || p + n > w->buf + x->bufsize)
     return io_pwrite (io, p, n, off);
-  while (engine_slots (x->eng) == 0)
-    if ((r = engine_wait (x->eng, 1)) < 0)
-      return set_error (-r, "I/O engine: %s", strerror (-r));
-  if ((fd = io_write_fd (io, p, n, off)) == io->fd)
-    x->unkicked += n;
-  if ((r = engine_write_or (x->eng, fd, io->fd, p, n, off, wrote, w)) < 0)
-    return set_image_error (io->name, -r, "write: %s", strerror (-r));
-  w->pending++;
-  return 0;
+  return fresh_write (io, &x->fresh, p, n, off, queue_write, x);
 }
 
 static int
@@ -183,7 +199,8 @@ sink_drain (void *opaque)
   if (x->werr < 0)
     return set_image_error (io->name, -x->werr, "write: %s",
                             strerror (-x->werr));
-  return 0;
+  /* Before metadata that points past the file's end. */
+  return fresh_extend (io, &x->fresh);
 }
 
 /* The flush at the end would write everything back at once, after the

@@ -125,6 +125,46 @@ job_ok "lone onto other" rebase -b ../other.qcow2 lone/lone.qcow2 &&
   same_view lone/lone.qcow2 lone.raw "lone onto other" &&
   clean_check lone/lone.qcow2 "lone onto other"
 
+say "new clusters' zero blocks are left out, the file's end kept"
+# 4 KiB of data at the start of each of 64 clusters of 64 KiB of the
+# middle layer, over a base that holds nothing there, and a last cluster
+# whose data is its first 4 KiB: rebasing the top onto the base copies 65
+# clusters into it, of which only the data blocks are written (the file
+# reads zero where it was never written); the file still reaches the end
+# of its last cluster. Every I/O mode alike; pull too.
+mkdir -p fz
+qimg create -f qcow2 fz/base.qcow2 $((8 * M))
+qimg create -f qcow2 -b base.qcow2 -F qcow2 fz/mid.qcow2
+cmds=()
+for k in $(seq 0 63); do cmds+=("write -P $((k + 1)) $((k * 65536)) 4k"); done
+cmds+=("write -P 0x99 $((8 * M - 65536)) 4k")
+qio_cmds fz/mid.qcow2 "${cmds[@]}"
+qimg create -f qcow2 -b mid.qcow2 -F qcow2 fz/top.qcow2
+qimg convert -O raw fz/top.qcow2 fz.view.raw
+for io in --cache=buffered --cache=direct-writes --no-uring pull; do
+  fresh fz w
+  held0=$(($(stat -c %b w/top.qcow2) * $(stat -c %B w/top.qcow2)))
+  if [ $io = pull ]; then
+    job_ok "fresh $io" pull --cache=buffered w/top.qcow2 || continue
+  else
+    job_ok "fresh $io" rebase $io -b base.qcow2 w/top.qcow2 || continue
+  fi
+  same_view w/top.qcow2 fz.view.raw "fresh $io"
+  clean_check w/top.qcow2 "fresh $io"
+  "$QEMU_IMG" map --output=json w/top.qcow2 >"$T/fz.map"
+  CHECKS=$((CHECKS + 1))
+  end=$(json_get "$T/fz.map" "max(e['offset'] + e['length'] for e in j if e['data'] and e['depth'] == 0)")
+  [ "$(stat -c %s w/top.qcow2)" -ge "$end" ] ||
+    fail "fresh $io: file is $(stat -c %s w/top.qcow2) bytes, its last cluster ends at $end"
+  # Buffered, nothing is allocated ahead: what the file holds shows what
+  # was written, 65 clusters of 64 KiB had it all been.
+  [ $io = --cache=direct-writes ] && continue
+  CHECKS=$((CHECKS + 1))
+  held=$(($(stat -c %b w/top.qcow2) * $(stat -c %B w/top.qcow2) - held0))
+  [ "$held" -lt $((1024 * 1024)) ] ||
+    fail "fresh $io: the image took $held bytes more for 65 blocks of 4 KiB (zero blocks written)"
+done
+
 say "refusals"
 fresh v3-64k w
 qimg create -f raw w/plain.raw $M
