@@ -19,18 +19,26 @@
 #include "move.h"
 #include "writeback.h"
 
-/* Window: the largest read and write. 2 MiB writes past the page cache
- * go faster than 1 MiB ones with the same bytes in flight (fio here:
- * 2.1 vs 1.7 GB/s). */
-#define REQ_SIZE (2u << 20)
-/* Windows being read or written: 32 MiB of them (16 MiB measured 4-6%
- * slower for the 2 GiB and 483 MiB copies once the disk got the writes
- * before the reads: 0.950 vs 0.907 s deep, 0.353 vs 0.337 s shallow);
- * 8 MiB for a job whose layers hold less than 64 MiB, for which the
- * pool's first touch is a good part of the time (fresh memory comes from
- * the host here: 64-layer flatten, 31 MiB, 37.0 -> 34.9 ms with the
- * smaller pool). */
-#define POOL_BYTES (32u << 20)
+/* Window: the largest read and write. 512 KiB measured fastest: a
+ * window's writes wait for all of its reads, and reads of cached data are
+ * copied as they are submitted, so smaller windows reach the disk sooner
+ * and more evenly. On the 2-CPU VM (medians of 8 alternating runs, each
+ * after a qemu-img convert as in bench/run), 2 MiB -> 512 KiB: deep copy
+ * of the 4-layer chain 0.846 -> 0.771 s, raw 0.875 -> 0.830 s, shallow
+ * 0.361 -> 0.293 s, copy of the zstd image 0.870 -> 0.802 s, zstd and the
+ * 64-layer flatten the same; 256 KiB and 1 MiB windows were slower than
+ * 512 KiB. An earlier VM had 2 MiB writes faster than 1 MiB ones (fio:
+ * 2.1 vs 1.7 GB/s); this one writes 128 KiB to 2 MiB at one speed. */
+#define REQ_SIZE (512u << 10)
+/* Windows being read or written: 16 MiB of them, as many as the slots.
+ * The pool's first touch costs: its huge pages usually come back from
+ * the host here, about 100 ms for 32 MiB (a writer of the same bytes
+ * from a single buffer is that much faster), and 32 MiB of 512 KiB
+ * windows measured no faster (deep 0.784 vs 0.771 s). 8 MiB for a job
+ * whose layers hold less than 64 MiB, for which the first touch is a
+ * good part of the time (64-layer flatten, 31 MiB, 37.0 -> 34.9 ms with
+ * the smaller pool). */
+#define POOL_BYTES (16u << 20)
 #define POOL_BYTES_SMALL (8u << 20)
 #define SMALL_JOB_ALLOC (64ull << 20)
 #define NSLOTS 32u                   /* windows plus zero ranges (no buffer) */
@@ -454,7 +462,7 @@ fill_window (struct mover *m, struct slot *s, uint64_t budget,
       break;
     n = MIN (rg->len - m->next_pos, win + m->bufsize - at);
     /* A throttled step moves about its budget, not a whole window (one
-     * 2 MiB piece at 1 MiB/s is two seconds' worth at once); without
+     * 512 KiB piece at 1 MiB/s is half a second's worth at once); without
      * `under`, to the end of a cluster. */
     {
       uint64_t left = budget > *issued ? budget - *issued : 0;
